@@ -1,0 +1,1 @@
+"""The ``agad`` command line."""

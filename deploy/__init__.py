@@ -1,0 +1,1 @@
+"""Deployment: ONNX export, TensorRT engines, and the local services for development and tests."""

@@ -1,0 +1,1 @@
+"""Local Apache Kafka and Redis processes for development, tests and the demo."""

@@ -1,0 +1,60 @@
+"""``agad services up|down|status``: local Kafka and Redis for development, tests and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from agad_stream.config import load_settings
+from deploy.services import manager
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "services",
+        help="run a local Kafka broker and Redis server for development and tests",
+        description=(
+            "Manage a single-node Apache Kafka (KRaft) and a Redis server on 127.0.0.1. State, logs and "
+            "PID files live in AGAD_SERVICES__STATE_DIR; ports come from AGAD_SERVICES__KAFKA_PORT and "
+            "AGAD_SERVICES__REDIS_PORT."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    helps = {
+        "up": "start the services that are not running (a no-op when all are up)",
+        "down": "stop the services agad started; no process is left behind",
+        "status": "print PID, port and health of each service",
+    }
+    for action, text in helps.items():
+        sub = actions.add_parser(action, help=text, description=text)
+        sub.add_argument("--only", choices=["kafka", "redis"], help="act on one service")
+        if action == "status":
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings().services
+    if args.action == "up":
+        started = manager.up(settings, args.only)
+        print(f"started: {', '.join(started)}" if started else "already running")
+        _print_status(manager.status(settings, args.only))
+        return 0
+    if args.action == "down":
+        stopped = manager.down(settings, args.only)
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return 0
+    statuses = manager.status(settings, args.only)
+    if args.json:
+        print(json.dumps([{**asdict(s), "state": s.state} for s in statuses], indent=2))
+    else:
+        _print_status(statuses)
+    return 0 if all(s.healthy for s in statuses) else 1
+
+
+def _print_status(statuses: list[manager.ServiceStatus]) -> None:
+    print(f"{'SERVICE':<8} {'STATE':<20} {'PID':>8} {'PORT':>6}")
+    for s in statuses:
+        print(f"{s.name:<8} {s.state:<20} {s.pid or '-':>8} {s.port:>6}")

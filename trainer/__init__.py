@@ -1,0 +1,1 @@
+"""Offline training of AGAD models: data sets, training loops, evaluation, the model registry."""
