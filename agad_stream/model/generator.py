@@ -1,0 +1,179 @@
+"""AGAD generators: images in [-1, 1] to reconstructions in [-1, 1].
+
+Three backbones, as in the paper: ``naive`` (a DCGAN encoder-decoder with a 100-d bottleneck),
+``unet`` and ``unetpp`` (UNet++). Widths reproduce the paper's parameter counts at 32x32
+grayscale (2.04 M, 7.76 M, 9.04 M); larger inputs get extra down/up stages with widths capped,
+because the paper gives no widths beyond 32 px.
+
+Every normalisation layer is built by ``norm``, so the trainer can swap in routed BatchNorm
+(separate statistics for the pseudo-anomaly pass) without the scorer knowing about it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Literal
+
+import torch
+from torch import nn
+
+Norm = Callable[[int], nn.Module]
+Architecture = Literal["naive", "unet", "unetpp"]
+ARCHITECTURES: tuple[Architecture, ...] = ("naive", "unet", "unetpp")
+
+LATENT_DIM = 100
+MIN_SIZE, MAX_SIZE = 32, 256
+
+
+def check_image_size(image_size: int) -> int:
+    """Return log2(image_size); the networks halve the size stage by stage, so it must be a power of two."""
+    depth = int(math.log2(image_size)) if image_size > 0 else 0
+    if not MIN_SIZE <= image_size <= MAX_SIZE or 2**depth != image_size:
+        raise ValueError(f"image size must be a power of two from {MIN_SIZE} to {MAX_SIZE}, got {image_size}")
+    return depth
+
+
+class NaiveGenerator(nn.Module):
+    """DCGAN encoder to a 100-d code and a mirrored decoder (the paper's choice for MNIST)."""
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        norm: Norm = nn.BatchNorm2d,
+        width: int = 64,
+        max_width: int = 512,
+    ) -> None:
+        super().__init__()
+        stages = check_image_size(image_size) - 2  # halvings from image_size down to 4x4
+        widths = [min(width * 2**i, max_width) for i in range(stages)]
+        encoder: list[nn.Module] = [
+            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
+        ]
+        for c_in, c_out in pairwise(widths):
+            encoder += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.LeakyReLU(0.2, True)]
+        encoder.append(nn.Conv2d(widths[-1], LATENT_DIM, 4, 1, 0, bias=False))
+        decoder: list[nn.Module] = [
+            nn.ConvTranspose2d(LATENT_DIM, widths[-1], 4, 1, 0, bias=False),
+            norm(widths[-1]),
+            nn.ReLU(True),
+        ]
+        for c_in, c_out in zip(widths[::-1], widths[::-1][1:], strict=False):
+            decoder += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU(True)]
+        decoder += [nn.ConvTranspose2d(widths[0], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.encoder = nn.Sequential(*encoder)
+        self.decoder = nn.Sequential(*decoder)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each followed by normalisation and ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            norm(c_out),
+            nn.ReLU(True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            norm(c_out),
+            nn.ReLU(True),
+        )
+
+
+def _unet_widths(image_size: int, base: int, max_width: int) -> list[int]:
+    levels = check_image_size(image_size)  # 32 px -> 5 levels, bottleneck at 2x2
+    return [min(base * 2**i, max_width) for i in range(levels)]
+
+
+class UNetGenerator(nn.Module):
+    """U-Net with transposed-convolution upsampling and skip connections at every level."""
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        norm: Norm = nn.BatchNorm2d,
+        base: int = 32,
+        max_width: int = 512,
+    ) -> None:
+        super().__init__()
+        widths = _unet_widths(image_size, base, max_width)
+        self.down = nn.ModuleList(
+            [DoubleConv(channels, widths[0], norm)]
+            + [DoubleConv(c_in, c_out, norm) for c_in, c_out in pairwise(widths)]
+        )
+        self.up = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c_in, c_out, 2, 2)
+                for c_in, c_out in zip(widths[:0:-1], widths[-2::-1], strict=True)
+            ]
+        )
+        self.merge = nn.ModuleList([DoubleConv(2 * c, c, norm) for c in widths[-2::-1]])
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.Conv2d(widths[0], channels, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = skips.pop()
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)
+
+
+class UNetPlusPlusGenerator(nn.Module):
+    """UNet++: nested dense skip pathways; node (i, j) sees every earlier node at level i."""
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        norm: Norm = nn.BatchNorm2d,
+        base: int = 32,
+        max_width: int = 512,
+    ) -> None:
+        super().__init__()
+        widths = _unet_widths(image_size, base, max_width)
+        self.levels = len(widths)
+        self.pool = nn.MaxPool2d(2)
+        self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        nodes: dict[str, nn.Module] = {}
+        for i, width in enumerate(widths):
+            nodes[f"{i}_0"] = DoubleConv(channels if i == 0 else widths[i - 1], width, norm)
+        for j in range(1, self.levels):
+            for i in range(self.levels - j):
+                nodes[f"{i}_{j}"] = DoubleConv(widths[i] * j + widths[i + 1], widths[i], norm)
+        self.nodes = nn.ModuleDict(nodes)
+        self.head = nn.Sequential(nn.Conv2d(widths[0], channels, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid: dict[tuple[int, int], torch.Tensor] = {}
+        for i in range(self.levels):
+            grid[i, 0] = self.nodes[f"{i}_0"](x if i == 0 else self.pool(grid[i - 1, 0]))
+        for j in range(1, self.levels):
+            for i in range(self.levels - j):
+                inputs = [grid[i, k] for k in range(j)] + [self.upsample(grid[i + 1, j - 1])]
+                grid[i, j] = self.nodes[f"{i}_{j}"](torch.cat(inputs, dim=1))
+        return self.head(grid[0, self.levels - 1])
+
+
+def build_generator(
+    arch: Architecture, image_size: int, channels: int, norm: Norm = nn.BatchNorm2d
+) -> nn.Module:
+    """The generator named by ``arch`` for square ``image_size`` inputs with 1 or 3 ``channels``."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {channels}")
+    if arch == "naive":
+        return NaiveGenerator(image_size, channels, norm)
+    if arch == "unet":
+        return UNetGenerator(image_size, channels, norm)
+    if arch == "unetpp":
+        return UNetPlusPlusGenerator(image_size, channels, norm)
+    raise ValueError(f"unknown generator {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

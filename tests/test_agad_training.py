@@ -1,0 +1,123 @@
+"""AGAD training pieces: routed BatchNorm, the losses' directions, the loop, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from agad_stream.model.generator import build_generator
+from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
+from trainer.agad.loop import TrainData, train_agad
+from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
+from trainer.agad.variant import preset
+
+
+def _blobs(n: int, seed: int, anomalous: bool = False) -> torch.Tensor:
+    """Smooth 32x32 images; anomalies carry a bright square the normals never have."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    images = []
+    for _ in range(n):
+        a, b = rng.uniform(-1, 1, 2)
+        image = np.tanh(a * xx + b * yy) * 0.5
+        if anomalous:
+            r, c = rng.integers(4, 24, 2)
+            image[r : r + 6, c : c + 6] = 1.0
+        images.append(image)
+    return torch.tensor(np.array(images), dtype=torch.float32)[:, None]
+
+
+def test_routed_batchnorm_keeps_pseudo_anomaly_statistics_apart() -> None:
+    generator = build_generator("naive", 32, 1, norm=RoutedBatchNorm2d).train()
+    layer = next(m for m in generator.modules() if isinstance(m, RoutedBatchNorm2d))
+    generator(torch.randn(8, 1, 32, 32))
+    main_mean = layer.main.running_mean.clone()
+    with routed(generator, "aux"):
+        generator(torch.randn(8, 1, 32, 32) * 5 + 3)
+    assert torch.equal(layer.main.running_mean, main_mean)
+    assert not torch.equal(layer.aux.running_mean, torch.zeros_like(layer.aux.running_mean))
+    assert layer.route == "main"
+    plain = build_generator("naive", 32, 1)
+    plain.load_state_dict(main_route_state_dict(generator))  # the scorer's plain BatchNorm accepts it
+
+
+def test_recomputed_statistics_reflect_only_the_given_images() -> None:
+    generator = build_generator("naive", 32, 1)
+    images = torch.full((16, 1, 32, 32), 0.5)
+    recompute_statistics(generator, iter([images]))
+    first = next(m for m in generator.modules() if isinstance(m, nn.BatchNorm2d))
+    assert int(first.num_batches_tracked) == 1
+    assert not first.training or generator.training
+
+
+def test_anomalous_samples_reward_failure_and_normal_samples_reward_reconstruction() -> None:
+    variant = preset("faithful")
+    x = torch.rand(4, 1, 32, 32)
+    good = x + 0.01
+    bad = x + 0.5
+    logits, z = torch.zeros(4), torch.zeros(4, 100)
+    normal, anomalous = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+
+    def loss(x_hat: torch.Tensor, labels: torch.Tensor) -> float:
+        terms = generator_terms(x, x_hat, x_hat, logits, z, z + 0.1, variant)
+        return float(generator_loss(terms, labels, variant))
+
+    assert loss(good, normal) < loss(bad, normal)
+    assert loss(bad, anomalous) < loss(good, anomalous)
+    assert torch.isfinite(torch.tensor(loss(x, anomalous)))  # reciprocal of a zero error is guarded
+
+
+def test_discriminator_loss_treats_anomalies_as_fake() -> None:
+    confident_real = torch.full((2,), 8.0)
+    fake = torch.full((2,), -8.0)
+    normal, anomalous = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    assert float(discriminator_loss(confident_real, fake, normal)) < 0.01
+    assert float(discriminator_loss(confident_real, fake, anomalous)) > 5
+    assert float(discriminator_loss(-confident_real, fake, anomalous)) < 0.01
+
+
+def _data(with_anomalies: bool) -> TrainData:
+    train = _blobs(96, 0)
+    labels = torch.zeros(96, dtype=torch.long)
+    if with_anomalies:
+        train = torch.cat([train, _blobs(8, 1, anomalous=True)])
+        labels = torch.cat([labels, torch.ones(8, dtype=torch.long)])
+    val = torch.cat([_blobs(24, 2), _blobs(8, 3, anomalous=True)]) if with_anomalies else _blobs(24, 2)
+    val_labels = np.array([0] * 24 + [1] * 8) if with_anomalies else np.zeros(24, dtype=int)
+    test = torch.cat([_blobs(24, 4), _blobs(24, 5, anomalous=True)])
+    return TrainData(train, labels, val, val_labels, test, np.array([0] * 24 + [1] * 24))
+
+
+@pytest.mark.parametrize("batchnorm", ["shared", "separate", "recompute"])
+def test_training_learns_normality_and_selects_an_epoch_on_validation(batchnorm: str) -> None:
+    variant = preset("faithful", batch_size=32, detach_pseudo=True, batchnorm=batchnorm, lr=1e-3)
+    result = train_agad(_data(False), variant, image_size=32, epochs=4, progress=False)
+    history = result.history
+    assert len(history) == 4
+    assert history[-1]["con"] < history[0]["con"]  # it learned to reconstruct normal images
+    chosen = min(history, key=lambda r: r["val_normal_score"])
+    assert result.best_epoch == chosen["epoch"]
+    assert set(history[0]["test_auroc"]) == {"l2", "topk", "maxpool", "disc", "latent"}
+    assert not result.generator.training
+
+
+def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:
+    variant = preset("faithful", batch_size=32, anomalies_per_batch=8, detach_pseudo=True, lr=1e-3)
+    result = train_agad(_data(True), variant, image_size=32, epochs=3, progress=False)
+    assert all("val_auroc" in r for r in result.history)
+    assert result.best_epoch == max(result.history, key=lambda r: r["val_auroc"])["epoch"]
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    variant = preset("faithful", batch_size=32, detach_pseudo=True)
+    data = _data(False)
+    checkpoint = tmp_path / "checkpoint.pt"
+    straight = train_agad(data, variant, image_size=32, epochs=2, progress=False)
+    train_agad(data, variant, image_size=32, epochs=1, checkpoint=checkpoint, progress=False)
+    resumed = train_agad(data, variant, image_size=32, epochs=2, checkpoint=checkpoint, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[1]["con"] == pytest.approx(straight.history[1]["con"], rel=1e-4)

@@ -1,0 +1,74 @@
+"""Generators, discriminator and scores: sizes, shapes and the paper's parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agad_stream.model.discriminator import Discriminator
+from agad_stream.model.generator import build_generator
+from agad_stream.model.score import AnomalyScorer, anomaly_score, heatmap
+
+# Paper, Table 8: parameters at 32x32 grayscale.
+PAPER_PARAMETERS = {"naive": 2.04e6, "unet": 7.76e6, "unetpp": 9.04e6}
+
+
+@pytest.mark.parametrize("arch", sorted(PAPER_PARAMETERS))
+def test_parameter_counts_match_the_paper_within_5_percent(arch: str) -> None:
+    count = sum(p.numel() for p in build_generator(arch, 32, 1).parameters())  # type: ignore[arg-type]
+    paper = PAPER_PARAMETERS[arch]
+    print(
+        f"{arch}: {count / 1e6:.3f} M parameters "
+        f"(paper {paper / 1e6:.2f} M, {100 * (count / paper - 1):+.1f} %)"
+    )
+    assert abs(count / paper - 1) < 0.05
+
+
+@pytest.mark.parametrize("arch", ["naive", "unet", "unetpp"])
+@pytest.mark.parametrize(("size", "channels"), [(32, 1), (64, 3), (128, 1)])
+def test_generator_reconstructs_the_input_shape_in_tanh_range(arch: str, size: int, channels: int) -> None:
+    generator = build_generator(arch, size, channels).eval()  # type: ignore[arg-type]
+    x = torch.rand(2, channels, size, size) * 2 - 1
+    with torch.no_grad():
+        y = generator(x)
+    assert y.shape == x.shape
+    assert float(y.abs().max()) <= 1.0
+
+
+def test_largest_supported_input_runs() -> None:
+    generator = build_generator("naive", 256, 3).eval()
+    with torch.no_grad():
+        assert generator(torch.zeros(1, 3, 256, 256)).shape == (1, 3, 256, 256)
+
+
+@pytest.mark.parametrize("size", [16, 48, 512])
+def test_unsupported_sizes_are_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        build_generator("naive", size, 1)
+
+
+def test_discriminator_returns_logit_and_feature() -> None:
+    logit, feature = Discriminator(64, 3)(torch.randn(4, 3, 64, 64))
+    assert logit.shape == (4,)
+    assert feature.shape == (4, 100)
+
+
+def test_scores_rank_a_corrupted_image_above_its_clean_twin() -> None:
+    x = torch.zeros(2, 1, 32, 32)
+    reconstruction = x.clone()
+    x[1, 0, 10:14, 10:14] = 1.0  # a small defect the reconstruction does not show
+    for method in ("l2", "topk", "maxpool"):
+        scores = anomaly_score(x, reconstruction, method)  # type: ignore[arg-type]
+        assert scores[0] == 0 and scores[1] > 0, method
+    assert float(anomaly_score(x, reconstruction, "l2")[1]) == pytest.approx(4.0)  # sqrt(16 pixels * 1^2)
+    heat = heatmap(x, reconstruction)
+    assert heat.shape == (2, 1, 32, 32)
+    assert heat[1, 0, 11, 11] == 1.0 and heat[1, 0, 0, 0] == 0.0
+
+
+def test_scorer_returns_scores_and_heatmaps_of_input_size() -> None:
+    scorer = AnomalyScorer(build_generator("naive", 32, 3)).eval()
+    with torch.no_grad():
+        scores, heat = scorer(torch.randn(5, 3, 32, 32))
+    assert scores.shape == (5,)
+    assert heat.shape == (5, 1, 32, 32)

@@ -1,0 +1,153 @@
+"""`agad train` then `agad evaluate --json` on a tiny folder data set, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from agad_stream.cli.main import main
+from agad_stream.model.artifact import load_scorer
+from trainer.data import load_dataset
+from trainer.evaluate import score_split
+from trainer.metrics import auroc
+
+
+def _write_folder(root: Path) -> None:
+    """Gradient images as 'good' parts; the same with a dark scratch as 'scratch' defects."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:40]
+
+    def image(defect: bool) -> np.ndarray:
+        angle = rng.uniform(0, np.pi)
+        pixels = 128 + 60 * np.cos(angle) * (xx - 20) / 20 + 60 * np.sin(angle) * (yy - 20) / 20
+        if defect:
+            row = int(rng.integers(8, 30))
+            pixels[row : row + 3, 5:35] = 10
+        return pixels.clip(0, 255).astype(np.uint8)
+
+    for folder, count, defect in [
+        ("train/good", 48, False),
+        ("test/good", 12, False),
+        ("test/scratch", 12, True),
+        ("train/scratch", 6, True),
+    ]:
+        (root / folder).mkdir(parents=True)
+        for i in range(count):
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image(defect))
+
+
+def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "parts"
+    _write_folder(data)
+    model = tmp_path / "model"
+    status = main(
+        [
+            "train",
+            "--data",
+            f"folder:{data}",
+            "--out",
+            str(model),
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+            "--set",
+            "batch_size=16",
+            "--set",
+            "detach_pseudo=true",
+            "--no-progress",
+            "--version",
+            "v-test",
+        ]
+    )
+    assert status == 0
+    assert (model / "weights.safetensors").is_file()
+    card = json.loads((model / "model.json").read_text())
+    assert card["model_version"] == "v-test"
+    assert card["input"] == {
+        "image_size": 32,
+        "channels": 1,
+        "colour": "gray",
+        "normalisation": card["input"]["normalisation"],
+    }
+    assert card["threshold"]["method"] == "normal_quantile"  # gamma 0: validation holds normals only
+    assert card["data"]["spec"] == f"folder:{data}"
+    assert len(card["training"]["history"]) == 2
+    capsys.readouterr()
+
+    assert main(["evaluate", "--model", str(model), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = {
+        "auroc",
+        "average_precision",
+        "f1",
+        "precision",
+        "recall",
+        "accuracy",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+        "n_normal",
+        "n_anomalous",
+        "threshold",
+        "groups",
+        "plots",
+        "model_version",
+    }
+    assert expected <= set(report)
+    assert (report["n_normal"], report["n_anomalous"]) == (12, 12)
+    assert report["tp"] + report["fp"] + report["tn"] + report["fn"] == 24
+    for plot in report["plots"]:
+        assert Path(plot).stat().st_size > 1000
+
+    # The AUROC comes from the model's real scores on those images, whatever its value.
+    scorer, _ = load_scorer(model)
+    dataset = load_dataset(f"folder:{data}", 32)
+    with torch.no_grad():
+        scores = score_split(scorer, dataset.test)
+    assert report["auroc"] == pytest.approx(auroc(dataset.test.labels, scores))
+    assert report["groups"]["scratch"]["n"] == 12
+
+
+def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -> None:
+    data = tmp_path / "parts"
+    _write_folder(data)
+    model = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                f"folder:{data}",
+                "--out",
+                str(model),
+                "--gamma",
+                "0.1",
+                "--epochs",
+                "1",
+                "--set",
+                "batch_size=16",
+                "--set",
+                "anomalies_per_batch=4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    card = json.loads((model / "model.json").read_text())
+    assert card["threshold"]["method"] == "f1_optimal"
+    assert card["training"]["selection"] == "val_auroc"
+
+
+def test_bad_variant_override_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        ["train", "--data", "folder:/nowhere", "--out", str(tmp_path / "m"), "--set", "colour=blue"]
+    )
+    assert status == 2
+    assert "--set 'colour=blue'" in capsys.readouterr().err

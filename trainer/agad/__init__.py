@@ -1,0 +1,1 @@
+"""AGAD training: variants, losses, BatchNorm handling and the training loop (paper Algorithm 1)."""

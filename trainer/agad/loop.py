@@ -1,0 +1,321 @@
+"""The AGAD training loop (paper Algorithm 1) for both regimes.
+
+Semi-supervised: normal images only. Supervised: normal images plus a few labelled anomalies,
+oversampled so that every batch holds ``variant.anomalies_per_batch`` of them.
+
+Model selection never looks at test labels: after each epoch the validation split is scored and
+the best epoch kept: by validation AUROC when validation holds labelled anomalies, else by the
+mean validation score of normal images (how well normality is reconstructed). When a test split
+is passed, its AUROC per epoch is recorded too, labelled as such, only to compare like with like
+with GANomaly-family code that reports the best epoch on the test set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from agad_stream.model.discriminator import Discriminator
+from agad_stream.model.generator import build_generator
+from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
+from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
+from trainer.agad.scoring import score_batches
+from trainer.agad.variant import Variant
+from trainer.metrics import auroc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    """Preprocessed tensors, (N, C, H, W) in [-1, 1], and labels (0 normal, 1 anomalous)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: np.ndarray
+    test_images: torch.Tensor | None = None
+    test_labels: np.ndarray | None = None
+
+
+@dataclass
+class TrainResult:
+    generator: nn.Module  # plain BatchNorm, eval mode, best epoch
+    discriminator: nn.Module | None
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # training steps only, evaluation excluded
+    images_per_second: float = 0.0
+
+    def generator_state(self) -> dict[str, torch.Tensor]:
+        return main_route_state_dict(self.generator)
+
+
+def _batches(
+    data: TrainData, variant: Variant, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch over the normal images; labelled anomalies are drawn with replacement into each batch."""
+    labels = data.train_labels
+    normal = torch.nonzero(labels == 0).squeeze(1)
+    anomalous = torch.nonzero(labels == 1).squeeze(1)
+    per_batch = min(variant.anomalies_per_batch, variant.batch_size - 1) if len(anomalous) else 0
+    normals_per_batch = variant.batch_size - per_batch
+    order = normal[torch.randperm(len(normal), generator=generator)]
+    for start in range(0, len(order), normals_per_batch):
+        index = order[start : start + normals_per_batch]
+        if len(index) < 2:
+            continue  # BatchNorm needs two samples
+        if per_batch:
+            drawn = anomalous[torch.randint(len(anomalous), (per_batch,), generator=generator)]
+            index = torch.cat([index, drawn])
+        yield data.train_images[index], labels[index]
+
+
+def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module, Discriminator | None]:
+    norm = RoutedBatchNorm2d if variant.batchnorm == "separate" else nn.BatchNorm2d
+    generator = build_generator(variant.arch, image_size, channels, norm=norm)
+    discriminator = Discriminator(image_size, channels) if variant.adversarial else None
+    return generator, discriminator
+
+
+def _normal_batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, limit: int = 4096
+) -> Iterator[torch.Tensor]:
+    normal = images[labels == 0][:limit]
+    for start in range(0, len(normal), batch_size):
+        yield normal[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+
+
+def train_agad(
+    data: TrainData,
+    variant: Variant,
+    *,
+    image_size: int,
+    epochs: int,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train, select the best epoch on validation, and return the models of that epoch."""
+    torch.manual_seed(seed)
+    sampler = torch.Generator().manual_seed(seed)
+    channels = data.train_images.shape[1]
+    generator, discriminator = _build(variant, image_size, channels)
+    generator = generator.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=variant.lr, betas=(variant.beta1, 0.999))
+    opt_d = None
+    if discriminator is not None:
+        discriminator = discriminator.to(memory_format=torch.channels_last)
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=variant.lr, betas=(variant.beta1, 0.999))
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    best: dict[str, Any] | None = None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        generator.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        if discriminator is not None and opt_d is not None:
+            discriminator.load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["opt_d"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        history = json.loads(state["history"])
+        best = {
+            "epoch": state["best_epoch"],
+            "generator": state["best_generator"],
+            "discriminator": state.get("best_discriminator"),
+        }
+        start_epoch = len(history)
+        log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
+
+    seen = 0
+    training_seconds = 0.0
+    for epoch in range(start_epoch, epochs):
+        generator.train()
+        if discriminator is not None:
+            discriminator.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        epoch_started = time.perf_counter()
+        batches = _batches(data, variant, sampler)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            leave=False,
+            total=-(
+                -int((data.train_labels == 0).sum())
+                // (
+                    variant.batch_size
+                    - (variant.anomalies_per_batch if bool((data.train_labels == 1).any()) else 0)
+                )
+            ),
+        )
+        for x, y in bar:
+            x = x.contiguous(memory_format=torch.channels_last)
+            losses = _step(x, y, generator, discriminator, opt_g, opt_d, variant)
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value
+            steps += 1
+            seen += x.shape[0]
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
+        training_seconds += time.perf_counter() - epoch_started
+        record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        record.update(_evaluate_epoch(data, variant, generator, discriminator))
+        history.append(record)
+        if best is None or _better(record, history[best["epoch"] - 1]):
+            best = {
+                "epoch": epoch + 1,
+                "generator": copy.deepcopy(generator.state_dict()),
+                "discriminator": copy.deepcopy(discriminator.state_dict()) if discriminator else None,
+            }
+        log.info(
+            "epoch %d: %s",
+            epoch + 1,
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()},
+        )
+        if progress:
+            tqdm.write(_summary(record))
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, generator, discriminator, opt_g, opt_d, sampler, history, best)
+    assert best is not None, "epochs must be at least 1"
+    generator.load_state_dict(best["generator"])
+    if discriminator is not None and best["discriminator"] is not None:
+        discriminator.load_state_dict(best["discriminator"])
+    if variant.batchnorm == "recompute":
+        recompute_statistics(
+            generator, _normal_batches(data.train_images, data.train_labels, variant.batch_size)
+        )
+    generator.eval()
+    return TrainResult(
+        generator, discriminator, best["epoch"], history, training_seconds, seen / max(training_seconds, 1e-9)
+    )
+
+
+def _step(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: nn.Module,
+    discriminator: nn.Module | None,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer | None,
+    variant: Variant,
+) -> dict[str, float]:
+    x_hat = generator(x)
+    x_hat2 = None
+    if variant.w_adcon > 0:
+        source = x_hat.detach() if variant.detach_pseudo else x_hat
+        with routed(generator, "aux"):
+            x_hat2 = generator(source)
+    fake_logit = z_real = z_fake = None
+    if discriminator is not None:
+        fake_logit, z_fake = discriminator(x_hat)
+        with torch.no_grad():
+            _, z_real = discriminator(x)
+    terms = generator_terms(x, x_hat, x_hat2, fake_logit, z_real, z_fake, variant)
+    g_loss = generator_loss(terms, y, variant)
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    losses = {
+        "g": g_loss.item(),
+        "con": terms.contextual.mean().item(),
+        "adcon": terms.contextual_adversarial.mean().item(),
+    }
+    if discriminator is not None and opt_d is not None:
+        real_logit, _ = discriminator(x)
+        fake_logit, _ = discriminator(x_hat.detach())
+        d_loss = discriminator_loss(real_logit, fake_logit, y)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        losses["d"] = d_loss.item()
+        if losses["d"] < variant.d_reinit_below:
+            for module in discriminator.modules():
+                if isinstance(module, nn.Conv2d | nn.Linear | nn.BatchNorm2d):
+                    module.reset_parameters()
+            log.info("discriminator loss collapsed; re-initialised D")
+    return losses
+
+
+def _evaluate_epoch(
+    data: TrainData, variant: Variant, generator: nn.Module, discriminator: nn.Module | None
+) -> dict[str, Any]:
+    """Validation numbers for model selection, plus test AUROC when test data was given (reporting only)."""
+    if variant.batchnorm == "recompute":
+        state = copy.deepcopy(generator.state_dict())
+        recompute_statistics(
+            generator, _normal_batches(data.train_images, data.train_labels, variant.batch_size)
+        )
+    record: dict[str, Any] = {}
+    val = score_batches(generator, data.val_images, discriminator)
+    normal = data.val_labels == 0
+    record["val_normal_score"] = float(val[variant.score][normal].mean())
+    if (data.val_labels == 1).any():
+        record["val_auroc"] = auroc(data.val_labels, val[variant.score])
+    if data.test_images is not None and data.test_labels is not None:
+        test = score_batches(generator, data.test_images, discriminator)
+        record["test_auroc"] = {name: auroc(data.test_labels, scores) for name, scores in test.items()}
+    if variant.batchnorm == "recompute":
+        generator.load_state_dict(state)
+    return record
+
+
+def _better(candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:
+    if "val_auroc" in candidate:
+        return bool(candidate["val_auroc"] > incumbent["val_auroc"])
+    return bool(candidate["val_normal_score"] < incumbent["val_normal_score"])
+
+
+def _summary(record: dict[str, Any]) -> str:
+    parts = [f"epoch {record['epoch']}"]
+    for key in ("g", "d", "con", "adcon", "val_normal_score", "val_auroc"):
+        if key in record:
+            parts.append(f"{key} {record[key]:.4g}")
+    if "test_auroc" in record:
+        parts.append(
+            "test_auroc(report only) " + " ".join(f"{k}={v:.3f}" for k, v in record["test_auroc"].items())
+        )
+    return " | ".join(parts)
+
+
+def _save_checkpoint(
+    path: Path,
+    generator: nn.Module,
+    discriminator: nn.Module | None,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer | None,
+    sampler: torch.Generator,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+) -> None:
+    state: dict[str, Any] = {
+        "generator": generator.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "sampler": sampler.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": json.dumps(history),
+        "best_epoch": best["epoch"],
+        "best_generator": best["generator"],
+    }
+    if discriminator is not None and opt_d is not None:
+        state.update(
+            discriminator=discriminator.state_dict(),
+            opt_d=opt_d.state_dict(),
+            best_discriminator=best["discriminator"],
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)

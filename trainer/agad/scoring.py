@@ -1,0 +1,36 @@
+"""Score many images at once with every score the ablations compare.
+
+Generator scores (``l2``, ``topk``, ``maxpool``) are what the product can deploy; ``disc`` (the
+discriminator calling the input fake) and ``latent`` (distance of the discriminator features of
+x and x̂) need the discriminator too and are measured as ablations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from agad_stream.model.score import SCORE_METHODS, anomaly_score
+
+
+@torch.inference_mode()
+def score_batches(
+    generator: nn.Module, images: torch.Tensor, discriminator: nn.Module | None = None, batch_size: int = 512
+) -> dict[str, np.ndarray]:
+    """Every score for ``images`` (N, C, H, W) in [-1, 1]; models are put in eval mode."""
+    generator.eval()
+    if discriminator is not None:
+        discriminator.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+        x_hat = generator(x)
+        for method in SCORE_METHODS:
+            parts.setdefault(method, []).append(anomaly_score(x, x_hat, method))
+        if discriminator is not None:
+            real_logit, z_real = discriminator(x)
+            _, z_fake = discriminator(x_hat)
+            parts.setdefault("disc", []).append(-real_logit)
+            parts.setdefault("latent", []).append((z_real - z_fake).norm(dim=1))
+    return {name: torch.cat(values).float().cpu().numpy() for name, values in parts.items()}
