@@ -6,10 +6,14 @@ working directory is read too; command-line flags override both.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
+import pydantic_settings
+from dotenv import dotenv_values
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,25 +31,29 @@ def _default_state_dir() -> Path:
 class TopicSettings(BaseModel):
     """Kafka topic names of the contracts in DESIGN.md."""
 
-    frames: str = "frames"
-    scores: str = "scores"
-    dead_letter: str = "frames.dlq"
-    labels: str = "labels"
-    models: str = "models"
+    frames: str = Field("frames", description="input frames from cameras (key = camera id)")
+    scores: str = Field("scores", description="every frame's verdict as JSON")
+    dead_letter: str = Field("frames.dlq", description="frames that could not be scored, with the reason")
+    labels: str = Field("labels", description="operators' decisions from the review page")
+    models: str = Field("models", description="model promotion events; scorers hot-reload on them")
 
 
 class KafkaSettings(BaseModel):
     """How to reach the Kafka cluster, and how to authenticate to it."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    client_id: str = "agad-stream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to the brokers"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with a SASL_* protocol"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (secret)")
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates")
+    ssl_certfile: Path | None = Field(None, description="client certificate for mutual TLS")
+    ssl_keyfile: Path | None = Field(None, description="private key of the client certificate")
+    client_id: str = Field("agad-stream", description="client id the brokers log and quota by")
     group_id: str = Field("agad-scorers", description="consumer group shared by all scorer workers")
     topics: TopicSettings = Field(default_factory=TopicSettings)
 
@@ -73,8 +81,8 @@ class RedisSettings(BaseModel):
     """The Redis server holding the review queue."""
 
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// (TLS) URL")
-    password: SecretStr | None = None
-    ssl_ca_certs: Path | None = None
+    password: SecretStr | None = Field(None, description="password, if not in the URL (secret)")
+    ssl_ca_certs: Path | None = Field(None, description="CA bundle for a rediss:// server")
     key_prefix: str = Field("agad:", description="prefix of every key this project writes")
 
     def client_options(self) -> dict[str, Any]:
@@ -90,9 +98,13 @@ class RedisSettings(BaseModel):
 class ScorerSettings(BaseModel):
     """The streaming scorer: micro-batching, backend and alerting threshold."""
 
-    backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = "auto"
-    max_batch: int = Field(32, ge=1, le=1024, description="a batch closes at this many frames")
-    max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="... or after this latency budget")
+    backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = Field(
+        "auto", description="inference backend; auto picks the fastest available"
+    )
+    max_batch: int = Field(32, ge=1, le=1024, description="a batch closes at this many frames ...")
+    max_wait_ms: float = Field(
+        20.0, ge=0, le=10_000, description="... or after this many ms, whichever comes first (latency budget)"
+    )
     threshold: float | None = Field(None, description="overrides the model's calibrated threshold")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus metrics; 0 turns them off")
 
@@ -100,20 +112,22 @@ class ScorerSettings(BaseModel):
 class ReviewSettings(BaseModel):
     """The operators' review web page."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="address the review page binds to")
+    port: int = Field(8080, ge=1, le=65535, description="port of the review page")
     token: SecretStr | None = Field(None, description="bearer token reviewers must present; unset = open")
 
 
 class ServicesSettings(BaseModel):
     """Local Kafka and Redis that ``agad services`` runs for development, tests and the demo."""
 
-    state_dir: Path = Field(default_factory=_default_state_dir)
-    kafka_port: int = Field(9092, ge=1, le=65535)
-    kafka_controller_port: int = Field(9093, ge=1, le=65535)
-    kafka_heap_mb: int = Field(512, ge=128, le=65536)
-    redis_port: int = Field(6379, ge=1, le=65535)
-    start_timeout_s: float = Field(90.0, gt=0)
+    state_dir: Path = Field(
+        default_factory=_default_state_dir, description="data, logs and PID files of the local services"
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535, description="local broker's client port on 127.0.0.1")
+    kafka_controller_port: int = Field(9093, ge=1, le=65535, description="local KRaft controller port")
+    kafka_heap_mb: int = Field(512, ge=128, le=65536, description="Java heap of the local broker")
+    redis_port: int = Field(6379, ge=1, le=65535, description="local Redis port on 127.0.0.1")
+    start_timeout_s: float = Field(90.0, gt=0, description="how long `agad services up` waits for health")
 
 
 class Settings(BaseSettings):
@@ -153,9 +167,57 @@ def load_settings(**overrides: Any) -> Settings:
             name = env_var_name(tuple(error["loc"]))
             value = error.get("input")
             lines.append(f"{name}={value!r}: {error['msg']}")
-        raise SettingsError(
-            "invalid configuration:\n  " + "\n  ".join(lines) + "\nFix the environment variable or .env entry."
-        ) from None
+    except pydantic_settings.SettingsError as exc:
+        # A variable naming a whole group (AGAD_KAFKA, AGAD_KAFKA__TOPICS) must hold a JSON object.
+        lines = _unparsable_groups(str(exc))
+    raise SettingsError(
+        "invalid configuration:\n  " + "\n  ".join(lines) + "\nFix the environment variable or .env entry."
+    )
+
+
+def _unparsable_groups(message: str) -> list[str]:
+    """Explain pydantic-settings' "error parsing value for field ..." in terms of variable names."""
+    match = re.search(r'field "([^"]+)"', message)
+    group = env_var_name((match.group(1),)) if match else ENV_PREFIX
+    variables = {**_dotenv_values(), **os.environ}
+    lines = []
+    for name, value in sorted(variables.items()):
+        upper = name.upper()
+        if upper != group and not upper.startswith(group + ENV_NESTED_DELIMITER):
+            continue
+        parts = upper[len(ENV_PREFIX):].lower().split(ENV_NESTED_DELIMITER)
+        if not _names_a_group(parts):
+            continue
+        try:
+            json.loads(value or "")
+        except ValueError:
+            lines.append(
+                f"{upper}={value!r}: a group of settings takes a JSON object; "
+                f"or set its fields one by one as {upper}__<FIELD>"
+            )
+    return lines or [f"{group} or one of {group}__*: {message}"]
+
+
+def _names_a_group(parts: list[str]) -> bool:
+    model: type[BaseModel] = Settings
+    for position, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return False
+        if position == len(parts) - 1:
+            return True
+        model = annotation
+    return False
+
+
+def _dotenv_values() -> dict[str, str]:
+    env_file = Settings.model_config.get("env_file")
+    if not isinstance(env_file, str) or not Path(env_file).is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(env_file).items() if value is not None}
 
 
 def flatten(settings: BaseModel, location: tuple[str, ...] = ()) -> dict[str, Any]:

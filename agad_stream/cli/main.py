@@ -19,7 +19,12 @@ from agad_stream.errors import AgadError
 COMMAND_GROUP = "agad.commands"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every installed command, or of ``command`` alone when it is one of them.
+
+    Naming the command spares importing the others' modules (training code pulls in torch, which
+    takes seconds), and keeps one command's import error from breaking another.
+    """
     parser = argparse.ArgumentParser(
         prog="agad",
         description="Real-time anomaly detection for industrial vision with AGAD, over Kafka and Redis.",
@@ -28,14 +33,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agad-stream {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
-        entry.load()(subparsers)
+    entries = sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name)
+    if any(entry.name == command for entry in entries):
+        entries = [entry for entry in entries if entry.name == command]
+    for entry in entries:
+        try:
+            register = entry.load()
+        except ModuleNotFoundError as exc:
+            # The package providing the command is not installed on this host (a scorer host
+            # without `trainer`, say): the command is simply absent. Any other import error is a bug.
+            if exc.name is None or not (entry.module + ".").startswith(exc.name + "."):
+                raise
+            logging.getLogger(__name__).debug("command %r unavailable: %s", entry.name, exc)
+            continue
+        register(subparsers)
     return parser
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if it comes before any other option."""
+    for argument in argv:
+        if argument in ("-v", "--verbose"):
+            continue
+        return None if argument.startswith("-") else argument
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command_name(arguments))
+    except AgadError as exc:  # a command that reads settings while registering its flags
+        print(f"agad: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

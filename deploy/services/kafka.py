@@ -79,7 +79,7 @@ class KafkaService:
             return False
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=[self.bootstrap], request_timeout_ms=5000
+                bootstrap_servers=[self.bootstrap], request_timeout_ms=5000, bootstrap_timeout_ms=5000
             )
         except (KafkaError, OSError, ValueError):
             return False
@@ -98,21 +98,33 @@ class KafkaService:
             self._format(properties)
         java = shutil.which("java")
         if java is None:
-            raise AgadError("Java 17 or newer is needed to run the Kafka broker: apt-get install openjdk-17-jre")
-        heap = f"-Xmx{self.settings.kafka_heap_mb}m"
-        command = [java, heap, f"-Xms{min(256, self.settings.kafka_heap_mb)}m", *self._java_args(), MAIN_CLASS,
+            raise AgadError(
+                "Java 17 or newer is needed to run the Kafka broker: apt-get install openjdk-17-jre"
+            )
+        heap_mb = self.settings.kafka_heap_mb
+        command = [java, f"-Xmx{heap_mb}m", f"-Xms{min(256, heap_mb)}m", *self._java_args(), MAIN_CLASS,
                    str(properties)]
         with open(self.root / "stdout.log", "ab") as out:
+            # Its own session: a Ctrl-C in the terminal that ran `up` does not reach the broker.
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.pidfile.write_text(str(process.pid))
-        wait_until(
-            self.healthy,
-            self.settings.start_timeout_s,
-            f"Kafka broker on {self.bootstrap} (see {self.log_file})",
-            alive=lambda: process.poll() is None,
-        )
+        try:
+            wait_until(
+                self.healthy,
+                self.settings.start_timeout_s,
+                f"Kafka broker on {self.bootstrap} (see {self.log_file})",
+                alive=lambda: process.poll() is None,
+            )
+        except BaseException:
+            # Never leave a half-started broker behind (a timeout, Ctrl-C during start-up).
+            if process.poll() is None:
+                stop_process(process.pid, "Kafka broker", timeout_s=60)
+            process.wait()
+            self.pidfile.unlink(missing_ok=True)
+            raise
 
     def stop(self) -> None:
         pid = self.pid()
@@ -133,7 +145,9 @@ class KafkaService:
             return
         mvn = shutil.which("mvn")
         if mvn is None:
-            raise AgadError("Maven (mvn) is needed once to fetch the Kafka broker jars: apt-get install maven")
+            raise AgadError(
+                "Maven (mvn) is needed once to fetch the Kafka broker jars: apt-get install maven"
+            )
         self.jars.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
@@ -178,8 +192,11 @@ class KafkaService:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         java = shutil.which("java") or "java"
         result = subprocess.run(
-            [java, *self._java_args(), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+            [java, *self._java_args(), "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(properties)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
-            raise AgadError(f"formatting Kafka storage in {self.data_dir} failed:\n{result.stdout}{result.stderr}")
+            raise AgadError(
+                f"formatting Kafka storage in {self.data_dir} failed:\n{result.stdout}{result.stderr}"
+            )

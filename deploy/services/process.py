@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -67,10 +68,8 @@ def stop_process(pid: int, name: str, timeout_s: float = 30.0) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if the process is our child; harmless otherwise."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def wait_until(ready: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool]) -> None:

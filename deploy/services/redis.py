@@ -83,8 +83,12 @@ class RedisService:
             # The daemon writes its PID file a moment after forking.
             return self.pid() is not None or time.monotonic() - started < 5
 
-        wait_until(self.healthy, self.settings.start_timeout_s,
-                   f"Redis on 127.0.0.1:{self.port} (see {self.log_file})", alive=alive)
+        try:
+            wait_until(self.healthy, self.settings.start_timeout_s,
+                       f"Redis on 127.0.0.1:{self.port} (see {self.log_file})", alive=alive)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def stop(self) -> None:
         pid = self.pid()
