@@ -1,0 +1,1 @@
+"""Tests of agad-stream; shared helpers are in tests.support, fixtures in conftest."""
