@@ -86,7 +86,7 @@ def register_evaluate(subparsers: Any) -> None:
     evaluate.set_defaults(func=run_evaluate)
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_variant_overrides(pairs: list[str]) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(Variant)}
     overrides: dict[str, Any] = {}
     for pair in pairs:
@@ -113,7 +113,7 @@ def _tensors(split: Split) -> torch.Tensor:
 def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = _parse_overrides(args.set)
+    overrides = parse_variant_overrides(args.set)
     if args.arch:
         overrides["arch"] = args.arch
     try:

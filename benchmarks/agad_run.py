@@ -1,0 +1,148 @@
+"""Train one AGAD variant on one data set and record every number the results tables need.
+
+    python benchmarks/agad_run.py --table ablation --name fmnist0-faithful --data fmnist:0 \
+        --variant faithful --epochs 10 --threads 1
+
+Recorded per run (benchmarks/results/TABLE/NAME.json):
+- ``dev``: AUROC of every score on held-out data with labelled anomalies that are not test data
+  (validation normals plus the anomalies the data set would label at gamma 0.05; at gamma > 0 the
+  validation split itself). Variants and scores are chosen on this.
+- ``test``: the model of the epoch chosen on validation, scored on the test split: AUROC of every
+  score, and accuracy/F1 at the threshold calibrated on validation.
+- ``best_epoch_on_test``: the highest per-epoch test AUROC, the figure GANomaly-family code
+  reports. Labelled as such; never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agad_stream.model.score import AnomalyScorer
+from agad_stream.preprocess import to_model_input
+from benchmarks.common import dev_anomalies, write_result
+from trainer.agad.loop import TrainData, train_agad
+from trainer.agad.scoring import score_batches
+from trainer.agad.variant import preset
+from trainer.cli import parse_variant_overrides
+from trainer.data import load_dataset
+from trainer.evaluate import evaluation_report, score_split
+from trainer.metrics import auroc, calibrate_threshold
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--variant", default="faithful")
+    parser.add_argument("--label", help="row label in the results tables (default: the variant's name)")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--gamma", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    variant = preset(args.variant, **parse_variant_overrides(args.set))
+    dataset = load_dataset(args.data, args.image_size, gamma=args.gamma, seed=args.seed)
+    headline = dataset.headline_test()
+
+    def tensors(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(to_model_input(images))
+
+    data = TrainData(
+        tensors(dataset.train.images),
+        torch.from_numpy(dataset.train.labels),
+        tensors(dataset.val.images),
+        dataset.val.labels,
+        tensors(headline.images),
+        headline.labels,
+    )
+    result = train_agad(
+        data, variant, image_size=args.image_size, epochs=args.epochs, seed=args.seed, progress=False
+    )
+
+    if args.gamma > 0:
+        dev_images, dev_labels = dataset.val.images, dataset.val.labels
+    else:
+        extra = dev_anomalies(args.data, args.image_size, args.seed, dataset.channels)
+        dev_images = np.concatenate([dataset.val.images[dataset.val.labels == 0], extra])
+        dev_labels = np.r_[np.zeros(int((dataset.val.labels == 0).sum()), int), np.ones(len(extra), int)]
+    dev_scores = score_batches(result.generator, tensors(dev_images), result.discriminator)
+    test_scores = score_batches(result.generator, tensors(headline.images), result.discriminator)
+    if result.discriminator is not None:
+        # Skip-GANomaly's own score, 0.9 reconstruction + 0.1 latent distance, each standardised by
+        # validation normals (its code min-max scales over the test set instead).
+        reference = score_batches(
+            result.generator, data.val_images[torch.from_numpy(data.val_labels == 0)], result.discriminator
+        )
+        for scores in (dev_scores, test_scores):
+            scores["skip"] = 0.9 * _standardise(scores["l2"], reference["l2"]) + 0.1 * _standardise(
+                scores["latent"], reference["latent"]
+            )
+
+    scorer = AnomalyScorer(result.generator, variant.score)
+    threshold = calibrate_threshold(dataset.val.labels, score_split(scorer, dataset.val))
+    test_report = evaluation_report(
+        dataset.test, score_split(scorer, dataset.test), threshold.value, dataset.hard_groups
+    )
+    per_epoch = [r["test_auroc"][variant.score] for r in result.history]
+    record: dict[str, Any] = {
+        "label": args.label or variant.name,
+        "score": variant.score,
+        "data": args.data,
+        "gamma": args.gamma,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "image_size": args.image_size,
+        "variant": variant.to_dict(),
+        "selected_epoch": result.best_epoch,
+        "selection": "val_auroc" if (dataset.val.labels == 1).any() else "val_normal_score",
+        "dev": {
+            "n_normal": int((dev_labels == 0).sum()),
+            "n_anomalous": int((dev_labels == 1).sum()),
+            "auroc": {k: auroc(dev_labels, v) for k, v in dev_scores.items()},
+        },
+        "test": {
+            "auroc": {k: auroc(headline.labels, v) for k, v in test_scores.items()},
+            "at_threshold": test_report,
+            "threshold": threshold.as_dict(),
+        },
+        "best_epoch_on_test": {
+            "score": variant.score,
+            "epoch": int(np.argmax(per_epoch)) + 1,
+            "auroc": float(max(per_epoch)),
+        },
+        "train_seconds": round(result.seconds, 1),
+        "images_per_second": round(result.images_per_second, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "history": [{k: v for k, v in r.items()} for r in result.history],
+        "data_summary": dataset.summary(),
+    }
+    path = write_result(args.table, args.name, record)
+    print(
+        f"{path}: dev {record['dev']['auroc']}, test {record['test']['auroc']}, "
+        f"selected epoch {result.best_epoch}, best-on-test {record['best_epoch_on_test']}"
+    )
+
+
+def _standardise(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return (values - reference.mean()) / (reference.std() + 1e-12)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""What every benchmark run records beside its numbers: command, code version, machine, time."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.data import DataSet, load_dataset
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEV_GAMMA = 0.05
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, torch threads and versions: enough to compare runs across days."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_result(table: str, name: str, record: dict[str, Any]) -> Path:
+    """One JSON file per run, so a table can be completed run by run over several days."""
+    path = RESULTS / table / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "table": table,
+        "name": name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": git_commit(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **record,
+    }
+    path.write_text(json.dumps(record, indent=1, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value))
+
+
+def dev_anomalies(spec: str, image_size: int, seed: int, channels: int | None = None) -> np.ndarray:
+    """Labelled anomalies for choosing among variants at gamma = 0, never from the test split.
+
+    They are the train and validation anomalies the same data set would label at gamma = 0.05: a
+    gamma = 0 model never trains on them, and the test split is disjoint from that pool.
+    """
+    labelled: DataSet = load_dataset(spec, image_size, gamma=DEV_GAMMA, seed=seed, channels=channels)
+    images = [split.images[split.labels == 1] for split in (labelled.train, labelled.val)]
+    return np.concatenate(images)

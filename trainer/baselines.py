@@ -1,0 +1,88 @@
+"""Baselines run in the same harness and on the same splits as AGAD.
+
+- ``knn``: mean Euclidean distance of the raw pixels to the k nearest normal training images.
+- ``pca``: reconstruction error of the raw pixels from the top principal components of normals.
+- ``classifier``: a plain supervised CNN (the AGAD discriminator's architecture) trained with
+  binary cross-entropy on the same normal and labelled-anomalous images (gamma > 0 only).
+The plain autoencoder and Skip-GANomaly are AGAD variants (``trainer.agad.variant``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from agad_stream.model.discriminator import Discriminator
+from agad_stream.preprocess import to_model_input
+from trainer.metrics import auroc
+
+
+def _flat(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(to_model_input(images)).flatten(1)
+
+
+def knn_scores(train_normals: np.ndarray, images: np.ndarray, k: int = 5, chunk: int = 1024) -> np.ndarray:
+    """Mean distance to the ``k`` nearest normal training images."""
+    reference = _flat(train_normals)
+    queries = _flat(images)
+    parts = [torch.cdist(queries[i:i + chunk], reference).topk(k, largest=False).values.mean(dim=1)
+             for i in range(0, len(queries), chunk)]
+    return torch.cat(parts).numpy()
+
+
+def pca_scores(train_normals: np.ndarray, images: np.ndarray, components: int = 20) -> np.ndarray:
+    """Squared reconstruction error from the top principal components of the normal images."""
+    reference = _flat(train_normals).double()
+    mean = reference.mean(dim=0)
+    _, _, basis = torch.linalg.svd(reference - mean, full_matrices=False)
+    top = basis[:components]
+    centred = _flat(images).double() - mean
+    residual = centred - (centred @ top.T) @ top
+    return residual.pow(2).sum(dim=1).numpy()
+
+
+def train_classifier(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+                     val_labels: np.ndarray, *, image_size: int, epochs: int = 10, batch_size: int = 256,
+                     anomalies_per_batch: int = 32, lr: float = 2e-4, seed: int = 0) -> Discriminator:
+    """A supervised CNN on normal vs labelled-anomalous images; the epoch is chosen by validation AUROC."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(to_model_input(train_images))
+    y = torch.from_numpy(train_labels).float()
+    normal = torch.nonzero(y == 0).squeeze(1)
+    anomalous = torch.nonzero(y == 1).squeeze(1)
+    if len(anomalous) == 0:
+        raise ValueError("the supervised classifier needs labelled anomalies (gamma > 0)")
+    model = Discriminator(image_size, x.shape[1])
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    best_auroc, best_state = -1.0, copy.deepcopy(model.state_dict())
+    per_batch = batch_size - anomalies_per_batch
+    for _ in range(epochs):
+        model.train()
+        order = normal[torch.randperm(len(normal), generator=generator)]
+        for start in range(0, len(order), per_batch):
+            index = torch.cat([order[start:start + per_batch],
+                               anomalous[torch.randint(len(anomalous), (anomalies_per_batch,), generator=generator)]])
+            logit, _ = model(x[index])
+            # The discriminator's logit says "real"; here real means normal.
+            loss = F.binary_cross_entropy_with_logits(logit, 1 - y[index])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        score = auroc(val_labels, classifier_scores(model, val_images))
+        if score > best_auroc:
+            best_auroc, best_state = score, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model.eval()
+
+
+@torch.inference_mode()
+def classifier_scores(model: Discriminator, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Anomaly score = minus the 'normal' logit."""
+    model.eval()
+    parts = [-model(torch.from_numpy(to_model_input(images[i:i + batch_size])))[0]
+             for i in range(0, len(images), batch_size)]
+    return torch.cat(parts).numpy()
