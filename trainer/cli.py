@@ -58,6 +58,7 @@ def register_train(subparsers: Any) -> None:
         help="false-positive rate the threshold aims at when validation has no anomalies",
     )
     train.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument(
         "--report-test-per-epoch",
@@ -136,6 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise AgadError(f"--resume: {checkpoint} does not exist; start without --resume")
     if not args.resume:
         checkpoint.unlink(missing_ok=True)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     result = train_agad(
         data,
         variant,
@@ -144,8 +146,9 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint=checkpoint,
         progress=not args.no_progress,
+        device=device,
     )
-    scorer = AnomalyScorer(result.generator, variant.score)
+    scorer = AnomalyScorer(result.generator.cpu(), variant.score)
     card = _model_card(
         args,
         variant,

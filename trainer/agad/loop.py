@@ -90,11 +90,15 @@ def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module,
 
 
 def _normal_batches(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, limit: int = 4096
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device, limit: int = 4096
 ) -> Iterator[torch.Tensor]:
     normal = images[labels == 0][:limit]
     for start in range(0, len(normal), batch_size):
-        yield normal[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+        yield normal[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def train_agad(
@@ -106,23 +110,28 @@ def train_agad(
     seed: int = 0,
     checkpoint: Path | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
-    """Train, select the best epoch on validation, and return the models of that epoch."""
+    """Train, select the best epoch on validation, and return the models of that epoch.
+
+    Data stays in host memory; each batch moves to ``device``. The returned models live on ``device``.
+    """
+    device = torch.device(device)
     torch.manual_seed(seed)
     sampler = torch.Generator().manual_seed(seed)
     channels = data.train_images.shape[1]
     generator, discriminator = _build(variant, image_size, channels)
-    generator = generator.to(memory_format=torch.channels_last)
+    generator = generator.to(device).to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(generator.parameters(), lr=variant.lr, betas=(variant.beta1, 0.999))
     opt_d = None
     if discriminator is not None:
-        discriminator = discriminator.to(memory_format=torch.channels_last)
+        discriminator = discriminator.to(device).to(memory_format=torch.channels_last)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=variant.lr, betas=(variant.beta1, 0.999))
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best: dict[str, Any] | None = None
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
         generator.load_state_dict(state["generator"])
         opt_g.load_state_dict(state["opt_g"])
         if discriminator is not None and opt_d is not None:
@@ -163,7 +172,8 @@ def train_agad(
             ),
         )
         for x, y in bar:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
             losses = _step(x, y, generator, discriminator, opt_g, opt_d, variant)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
@@ -195,7 +205,8 @@ def train_agad(
         discriminator.load_state_dict(best["discriminator"])
     if variant.batchnorm == "recompute":
         recompute_statistics(
-            generator, _normal_batches(data.train_images, data.train_labels, variant.batch_size)
+            generator,
+            _normal_batches(data.train_images, data.train_labels, variant.batch_size, _device_of(generator)),
         )
     generator.eval()
     return TrainResult(
@@ -256,7 +267,8 @@ def _evaluate_epoch(
     if variant.batchnorm == "recompute":
         state = copy.deepcopy(generator.state_dict())
         recompute_statistics(
-            generator, _normal_batches(data.train_images, data.train_labels, variant.batch_size)
+            generator,
+            _normal_batches(data.train_images, data.train_labels, variant.batch_size, _device_of(generator)),
         )
     record: dict[str, Any] = {}
     val = score_batches(generator, data.val_images, discriminator)

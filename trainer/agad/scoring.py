@@ -22,9 +22,10 @@ def score_batches(
     generator.eval()
     if discriminator is not None:
         discriminator.eval()
+    device = next(generator.parameters()).device
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+        x = images[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
         x_hat = generator(x)
         for method in SCORE_METHODS:
             parts.setdefault(method, []).append(anomaly_score(x, x_hat, method))
