@@ -28,8 +28,10 @@ def knn_scores(train_normals: np.ndarray, images: np.ndarray, k: int = 5, chunk:
     """Mean distance to the ``k`` nearest normal training images."""
     reference = _flat(train_normals)
     queries = _flat(images)
-    parts = [torch.cdist(queries[i:i + chunk], reference).topk(k, largest=False).values.mean(dim=1)
-             for i in range(0, len(queries), chunk)]
+    parts = [
+        torch.cdist(queries[i : i + chunk], reference).topk(k, largest=False).values.mean(dim=1)
+        for i in range(0, len(queries), chunk)
+    ]
     return torch.cat(parts).numpy()
 
 
@@ -44,9 +46,19 @@ def pca_scores(train_normals: np.ndarray, images: np.ndarray, components: int = 
     return residual.pow(2).sum(dim=1).numpy()
 
 
-def train_classifier(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
-                     val_labels: np.ndarray, *, image_size: int, epochs: int = 10, batch_size: int = 256,
-                     anomalies_per_batch: int = 32, lr: float = 2e-4, seed: int = 0) -> Discriminator:
+def train_classifier(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    image_size: int,
+    epochs: int = 10,
+    batch_size: int = 256,
+    anomalies_per_batch: int = 32,
+    lr: float = 2e-4,
+    seed: int = 0,
+) -> Discriminator:
     """A supervised CNN on normal vs labelled-anomalous images; the epoch is chosen by validation AUROC."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -64,8 +76,12 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray, val_ima
         model.train()
         order = normal[torch.randperm(len(normal), generator=generator)]
         for start in range(0, len(order), per_batch):
-            index = torch.cat([order[start:start + per_batch],
-                               anomalous[torch.randint(len(anomalous), (anomalies_per_batch,), generator=generator)]])
+            index = torch.cat(
+                [
+                    order[start : start + per_batch],
+                    anomalous[torch.randint(len(anomalous), (anomalies_per_batch,), generator=generator)],
+                ]
+            )
             logit, _ = model(x[index])
             # The discriminator's logit says "real"; here real means normal.
             loss = F.binary_cross_entropy_with_logits(logit, 1 - y[index])
@@ -83,6 +99,8 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray, val_ima
 def classifier_scores(model: Discriminator, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Anomaly score = minus the 'normal' logit."""
     model.eval()
-    parts = [-model(torch.from_numpy(to_model_input(images[i:i + batch_size])))[0]
-             for i in range(0, len(images), batch_size)]
+    parts = [
+        -model(torch.from_numpy(to_model_input(images[i : i + batch_size])))[0]
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(parts).numpy()
