@@ -1,0 +1,95 @@
+"""The ONNX Runtime backend: the embedded default on CPUs, and a GPU path without TensorRT.
+
+It runs ``model.onnx`` (written by ``agad export``; this package cannot export it because the
+exporter lives in ``deploy``). Graph optimisations are all on: they fold BatchNorm into the
+convolutions and fuse activations, which is where most of the gain over PyTorch eager comes from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from agad_stream.errors import AgadError
+from agad_stream.inference.base import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, Prediction, check_batch
+from agad_stream.model.artifact import load_card
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def onnx_path(model_dir: Path) -> Path:
+    """``model_dir/model.onnx``; AgadError with the export command when it is missing."""
+    path = model_dir / ONNX_FILE
+    if not path.is_file():
+        raise AgadError(
+            f"{model_dir} has no {ONNX_FILE}; run `agad export --model {model_dir}` first "
+            "(or use --backend torch)"
+        )
+    return path
+
+
+class OnnxRuntimeBackend:
+    """``device`` "cpu" (default) or "cuda" (the CUDA execution provider, device ``device_id``).
+
+    ``threads`` is the intra-op thread count (None: ONNX Runtime's default, one per physical core).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        device_id: int = 0,
+    ) -> None:
+        self.card = load_card(model_dir)
+        path = onnx_path(model_dir)
+        if device not in ("cpu", "cuda"):
+            raise AgadError(f"onnxruntime backend device {device!r}: use cpu or cuda")
+        providers: list[str | tuple[str, dict[str, str]]] = [CPU]
+        if device == "cuda":
+            if CUDA not in ort.get_available_providers():
+                have = ", ".join(ort.get_available_providers())
+                raise AgadError(
+                    f"ONNX Runtime here has no {CUDA} (providers: {have}); install onnxruntime-gpu "
+                    "or use device cpu"
+                )
+            providers = [(CUDA, {"device_id": str(device_id)}), CPU]
+        if threads is not None and threads < 1:
+            raise AgadError(f"threads must be at least 1, got {threads}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: the CPU fallback notes of the CUDA provider are noise
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own unrelated exception types
+            raise AgadError(
+                f"ONNX Runtime cannot load {path}: {exc}; re-export it with `agad export --model {model_dir}`"
+            ) from None
+        names = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
+        if names != ([INPUT_NAME], list(OUTPUT_NAMES)):
+            raise AgadError(
+                f"{path} has inputs/outputs {names}, expected [{INPUT_NAME}] and {list(OUTPUT_NAMES)}; "
+                f"re-export it with `agad export --model {model_dir}`"
+            )
+        active = self.session.get_providers()
+        if device == "cuda" and CUDA not in active:
+            raise AgadError(f"ONNX Runtime could not start {CUDA} for {path}; check the CUDA/cuDNN install")
+        self.details = {
+            "device": device if device == "cpu" else f"cuda:{device_id}",
+            "provider": active[0],
+            "threads": str(threads) if threads is not None else "default",
+        }
+
+    def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:
+        batch = check_batch(batch, self.card)
+        wanted = list(OUTPUT_NAMES) if heatmaps else [OUTPUT_NAMES[0]]
+        outputs = self.session.run(wanted, {INPUT_NAME: batch})
+        return np.asarray(outputs[0]), np.asarray(outputs[1]) if heatmaps else None
