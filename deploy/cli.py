@@ -1,0 +1,185 @@
+"""``agad export`` and ``agad build-engine``: from a model directory to what the scorers load."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agad_stream.errors import AgadError
+from agad_stream.inference import load_backend
+from agad_stream.inference.base import ONNX_FILE, parse_batch_sizes
+from agad_stream.model.artifact import load_card
+from deploy.parity import Parity, compare, random_batch
+
+log = logging.getLogger(__name__)
+
+
+def register_export(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model directory to ONNX (model.onnx) and check it against PyTorch",
+        description="Write MODEL/model.onnx: generator, score and heat-map in one graph with a dynamic batch "
+        "axis, weights inside, checked with the ONNX checker, then compare ONNX Runtime with PyTorch on a "
+        "random batch.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="model directory")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
+    parser.add_argument("--out", type=Path, help=f"write here instead of MODEL/{ONNX_FILE}")
+    parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run_export)
+
+
+def register_build_engine(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "build-engine",
+        help="build a TensorRT engine for this machine's GPU (needs TensorRT and an NVIDIA GPU)",
+        description="Build MODEL/<gpu>.engine and its .engine.json metadata from MODEL/model.onnx (exported "
+        "first if missing), with one optimisation profile per --batch size. INT8 is calibrated on normal "
+        "images of the model's training data. Needs `pip install 'agad-stream[tensorrt]' "
+        "--extra-index-url https://pypi.nvidia.com` and an NVIDIA GPU.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="model directory")
+    parser.add_argument("--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="default fp16")
+    parser.add_argument("--batch", default="1,8,32", help="batch sizes the scorer uses (default 1,8,32)")
+    parser.add_argument(
+        "--timing-cache", type=Path, help="timing cache file (default: per GPU in the cache dir)"
+    )
+    parser.add_argument(
+        "--calibration-data",
+        help="INT8: data set spec of the normal images (default: the model's training data)",
+    )
+    parser.add_argument(
+        "--calibration-images", type=int, default=512, help="INT8: images to use (default 512)"
+    )
+    parser.add_argument(
+        "--calibration-batch", type=int, default=32, help="INT8: calibration batch (default 32)"
+    )
+    parser.add_argument(
+        "--workspace-gib", type=float, help="builder workspace limit in GiB (default: TensorRT's)"
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the engine vs ONNX Runtime (CPU) check"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run_build_engine)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from deploy.onnx_export import export_onnx, file_sha256
+
+    path = export_onnx(args.model, opset=args.opset, out=args.out)
+    report: dict[str, Any] = {"onnx": str(path), "opset": args.opset, "bytes": path.stat().st_size}
+    report["sha256"] = file_sha256(path)
+    if not args.no_verify and args.out is None:
+        parity = _check(args.model, "torch", {}, "onnxruntime", {"device": "cpu"}, "fp32")
+        report["parity"] = _parity_dict(parity)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"wrote {path} (opset {args.opset}, {report['bytes'] / 1e6:.1f} MB, "
+            f"sha256 {report['sha256'][:12]})"
+        )
+        if "parity" in report:
+            print(f"  {report['parity']['summary']}")
+    return 0
+
+
+def run_build_engine(args: argparse.Namespace) -> int:
+    from deploy.tensorrt_engine import BuildOptions, build_engine, require_tensorrt_and_gpu
+
+    require_tensorrt_and_gpu()  # fail fast, before exporting or loading calibration data
+    batch_sizes = parse_batch_sizes(args.batch)
+    if not (args.model / ONNX_FILE).is_file():
+        from deploy.onnx_export import export_onnx
+
+        log.info("%s has no %s: exporting it first", args.model, ONNX_FILE)
+        export_onnx(args.model)
+    images = _calibration_images(args) if args.precision == "int8" else None
+    record = build_engine(
+        args.model,
+        BuildOptions(
+            precision=args.precision,
+            batch_sizes=batch_sizes,
+            timing_cache=args.timing_cache,
+            calibration_images=images,
+            calibration_batch=args.calibration_batch,
+            workspace_gib=args.workspace_gib,
+        ),
+    )
+    report: dict[str, Any] = {"engine": str(record.path), "metadata": record.metadata.model_dump(mode="json")}
+    if not args.no_verify:
+        parity = _check(
+            args.model, "onnxruntime", {"device": "cpu"}, "tensorrt", {"engine": record.path}, args.precision
+        )
+        report["parity"] = _parity_dict(parity)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        meta = record.metadata
+        print(
+            f"wrote {record.path} ({meta.precision}, batch {meta.batch_range[0]}..{meta.batch_range[1]}, "
+            f"{meta.gpu}, TensorRT {meta.tensorrt_version})"
+        )
+        if "parity" in report:
+            print(f"  {report['parity']['summary']}")
+    return 0
+
+
+def _calibration_images(args: argparse.Namespace) -> np.ndarray:
+    """Normal training images for INT8 calibration, loaded with the trainer's data sets.
+
+    The only place ``deploy`` imports ``trainer``: a host that builds INT8 engines needs the data.
+    """
+    from deploy.calibration import pick_calibration_images
+
+    try:
+        from trainer.data import load_dataset
+    except ImportError as exc:
+        raise AgadError(
+            f"INT8 calibration loads training data with the trainer package, missing here ({exc})"
+        ) from None
+    card = load_card(args.model)
+    spec = args.calibration_data or card.data.get("spec")
+    if not spec:
+        raise AgadError(f"{args.model}/model.json names no training data; pass --calibration-data SPEC")
+    seed = int(card.data.get("seed", 0))
+    dataset = load_dataset(spec, card.input.image_size, seed=seed, channels=card.input.channels)
+    return pick_calibration_images(dataset.train.images, dataset.train.labels, args.calibration_images)
+
+
+def _check(
+    model: Path,
+    reference: str,
+    ref_options: dict[str, Any],
+    candidate: str,
+    options: dict[str, Any],
+    precision: str,
+) -> Parity:
+    """Compare two backends on a random batch; AgadError when they disagree beyond the tolerance."""
+    card = load_card(model)
+    batch = random_batch(4, card.input.channels, card.input.image_size)
+    parity = compare(
+        load_backend(model, reference, **ref_options),
+        load_backend(model, candidate, **options),
+        batch,
+        precision,
+    )
+    if not parity.ok:
+        raise AgadError(f"{model}: {parity}; the exported model does not reproduce the reference")
+    return parity
+
+
+def _parity_dict(parity: Parity) -> dict[str, Any]:
+    return {
+        "score_max_rel_diff": parity.score_rel,
+        "heatmap_max_abs_diff": parity.heatmap_abs,
+        "ok": parity.ok,
+        "summary": str(parity),
+    }

@@ -1,0 +1,49 @@
+"""Model directories for deployment tests, made directly (no training): seconds instead of minutes.
+
+BatchNorm statistics and affine parameters are randomised too: with the fresh-layer defaults
+(mean 0, variance 1, weight 1, bias 0) folding BatchNorm into convolutions is the identity, and
+a wrong fold in an exporter or engine builder would go unnoticed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agad_stream.model.artifact import InputSpec, ModelCard, ScoreSpec, Threshold, save_model
+from agad_stream.model.generator import Architecture, build_generator
+from agad_stream.model.score import ScoreMethod
+
+
+def make_model_dir(
+    directory: Path,
+    arch: Architecture = "naive",
+    size: int = 32,
+    channels: int = 1,
+    score: ScoreMethod = "l2",
+    seed: int = 0,
+    data: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights.safetensors + model.json of a randomly initialised generator into ``directory``."""
+    torch.manual_seed(seed)
+    generator = build_generator(arch, size, channels)
+    with torch.no_grad():
+        for module in generator.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
+                module.running_mean.normal_(0.0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.1)
+    card = ModelCard(
+        model_version=f"test-{arch}-{size}-{score}",
+        generator=arch,
+        input=InputSpec(image_size=size, channels=channels, colour="gray" if channels == 1 else "rgb"),
+        score=ScoreSpec(method=score),
+        threshold=Threshold(value=1.0, method="fixed for tests"),
+        data=data or {"spec": "fmnist:0", "seed": 0},
+    )
+    return save_model(directory, card, generator.state_dict())
