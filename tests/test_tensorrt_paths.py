@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 
 from agad_stream.cli.main import main
@@ -248,6 +249,27 @@ def test_auto_falls_back_to_onnxruntime_cpu(tmp_path: Path) -> None:
     cpu_build = choose_backend(Machine(CPU_ONLY, H200, TRT))
     assert (cpu_build.kind, cpu_build.options) == ("onnxruntime", {"device": "cpu"})
     assert "ONNX Runtime has no CUDAExecutionProvider" in cpu_build.reasons
+
+
+@pytest.mark.skipif(
+    tensorrt_available() or "CUDAExecutionProvider" in onnxruntime.get_available_providers(),
+    reason="needs a machine where TensorRT and ONNX Runtime's CUDA provider are both missing",
+)
+def test_auto_gives_way_when_a_choice_fails_to_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Described as an H200 host with an engine, this machine fails TensorRT, then ORT CUDA; ORT CPU runs."""
+    from deploy.onnx_export import export_onnx
+
+    model_dir = make_model_dir(tmp_path / "model")
+    export_onnx(model_dir)
+    engine_file(model_dir, H200)
+    described = Machine(WITH_CUDA, H200, TRT, find_engines(model_dir)[0])
+    with caplog.at_level("WARNING", logger="agad_stream.inference"):
+        backend = load_backend(model_dir, machine=described, threads=1)
+    assert backend.name == "onnxruntime" and backend.details["device"] == "cpu"
+    failed = [r.getMessage() for r in caplog.records if "trying the next choice" in r.getMessage()]
+    assert len(failed) == 2 and "tensorrt" in failed[0] and "'cuda'" in failed[1]
 
 
 @pytest.mark.skipif(_has_gpu(), reason="checks what this machine offers when it has no GPU")

@@ -12,12 +12,13 @@ never imports TensorRT (nor pays for torch's CUDA initialisation).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agad_stream.errors import AgadError
 from agad_stream.inference.base import BACKEND_KINDS, Backend, BackendKind, Prediction, check_batch
-from agad_stream.inference.selection import Choice, Machine, choose_backend, survey
+from agad_stream.inference.selection import CUDA_PROVIDER, Choice, Machine, choose_backend, survey
 
 __all__ = [
     "BACKEND_KINDS",
@@ -41,24 +42,46 @@ OPTIONS: dict[str, set[str]] = {
 """The keyword options each backend's constructor takes."""
 
 
-def load_backend(model_dir: Path, kind: str = "auto", **options: Any) -> Backend:
+def load_backend(
+    model_dir: Path, kind: str = "auto", *, machine: Machine | None = None, **options: Any
+) -> Backend:
     """Load ``model_dir`` with backend ``kind``; ``options`` go to that backend's constructor.
 
     onnxruntime: ``device`` ("cpu" | "cuda"), ``threads``, ``device_id``; torch: ``device``,
     ``half``, ``threads``; tensorrt: ``engine``, ``device_id``. With ``auto`` the chosen backend
-    gets the options it accepts (``threads`` reaches ONNX Runtime on a CPU, say).
+    gets the options it accepts (``threads`` reaches ONNX Runtime on a CPU, say), and a backend
+    that fails to start (an engine TensorRT cannot deserialize, a CUDA provider without its
+    libraries) gives way to the next choice with a warning: ``auto`` never fails where ONNX Runtime
+    on the CPU would work. ``machine`` replaces this machine's survey (for tests).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise AgadError(f"model directory {model_dir} does not exist")
-    if kind == "auto":
+    if kind != "auto":
+        return _load(model_dir, kind, options)
+    if machine is None:
         machine, skipped = survey(model_dir)
         for note in skipped:
             log.warning("%s", note)
+    while True:
         choice = choose_backend(machine)
         log.info("backend auto -> %s %s (%s)", choice.kind, choice.options, "; ".join(choice.reasons))
         wanted = {k: v for k, v in options.items() if k in OPTIONS[choice.kind]}
-        kind, options = choice.kind, {**wanted, **choice.options}
+        try:
+            return _load(model_dir, choice.kind, {**wanted, **choice.options})
+        except AgadError as exc:
+            if choice.kind == "tensorrt":
+                machine = replace(machine, engines=())
+            elif choice.options.get("device") == "cuda":
+                machine = replace(machine, providers=[p for p in machine.providers if p != CUDA_PROVIDER])
+            else:
+                raise
+            log.warning(
+                "backend auto: %s %s failed (%s); trying the next choice", choice.kind, choice.options, exc
+            )
+
+
+def _load(model_dir: Path, kind: str, options: dict[str, Any]) -> Backend:
     if kind not in OPTIONS:
         raise AgadError(f"unknown backend {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")
     unknown = sorted(set(options) - OPTIONS[kind])
