@@ -77,7 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"onnx": str(path), "opset": args.opset, "bytes": path.stat().st_size}
     report["sha256"] = file_sha256(path)
     if not args.no_verify and args.out is None:
-        parity = _check(args.model, "torch", {}, "onnxruntime", {"device": "cpu"}, "fp32")
+        parity = _check(args.model, "torch", {"device": "cpu"}, "onnxruntime", {"device": "cpu"}, "fp32")
         report["parity"] = _parity_dict(parity)
     if args.json:
         print(json.dumps(report, indent=2))

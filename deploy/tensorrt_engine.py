@@ -5,8 +5,10 @@ The engine gets one optimisation profile per batch size the scorer uses
 and FP32 for the score: the layers after the generator's final tanh (residual, squares, sums,
 top-k) keep float32, because the L2 score of a 256 px colour frame sums ~200k squares, beyond
 float16's range. INT8 is calibrated with TensorRT's entropy calibrator on normal training images
-(:mod:`deploy.calibration`). A timing cache, kept per GPU model and TensorRT version outside the
-model directory, makes rebuilds after retraining take seconds instead of minutes.
+(:mod:`deploy.calibration`); TensorRT 10.1 deprecated this implicit quantization in favour of Q/DQ
+nodes in the ONNX graph, but it still works in 10.x and needs no extra tooling. A timing cache,
+kept per GPU model and TensorRT version outside the model directory, makes rebuilds after
+retraining much faster.
 
 Output: ``<gpu-slug>.engine`` and ``<gpu-slug>.engine.json`` (:class:`EngineMetadata`) in the model
 directory. ``tensorrt`` and torch (for CUDA buffers during calibration) are imported on first use.

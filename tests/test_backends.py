@@ -32,7 +32,7 @@ def batch(count: int, size: int = 32, channels: int = 1, seed: int = 0) -> np.nd
 
 @pytest.mark.parametrize("kind", ["torch", "onnxruntime"])
 def test_backend_interface(model_dir: Path, kind: str) -> None:
-    backend = load_backend(model_dir, kind)
+    backend = load_backend(model_dir, kind, device="cpu")
     assert isinstance(backend, Backend)
     assert backend.name == kind and backend.card.model_version == "test-naive-32-topk"
     assert backend.details["device"] == "cpu"
@@ -45,7 +45,7 @@ def test_backend_interface(model_dir: Path, kind: str) -> None:
 
 
 def test_torch_backend_is_the_reference_in_channels_last(model_dir: Path) -> None:
-    backend = load_backend(model_dir, "torch")
+    backend = load_backend(model_dir, "torch", device="cpu")
     scorer = backend.scorer  # type: ignore[attr-defined]
     conv = next(m for m in scorer.generator.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -85,7 +85,7 @@ def test_bad_backend_requests(model_dir: Path, tmp_path: Path) -> None:
         with pytest.raises(AgadError, match="torch sees no CUDA GPU"):
             load_backend(model_dir, "torch", device="cuda")
     with pytest.raises(AgadError, match="half precision needs a CUDA device"):
-        load_backend(model_dir, "torch", half=True)
+        load_backend(model_dir, "torch", device="cpu", half=True)
     with pytest.raises(AgadError, match="threads must be at least 1"):
         load_backend(model_dir, "onnxruntime", threads=0)
 

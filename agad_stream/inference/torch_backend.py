@@ -20,7 +20,8 @@ from agad_stream.model.score import anomaly_score, heatmap
 
 
 class TorchBackend:
-    """``device``: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available); ``half`` defaults to on CUDA.
+    """``device``: "auto" (default: CUDA when available), "cpu", "cuda" or "cuda:N"; ``half`` defaults to
+    on for CUDA. Pass ``device="cpu"`` for the exact float32 reference.
 
     ``threads`` sets torch's intra-op thread count, which is process-wide in torch.
     """
@@ -31,7 +32,7 @@ class TorchBackend:
         self,
         model_dir: Path,
         *,
-        device: str = "cpu",
+        device: str = "auto",
         half: bool | None = None,
         threads: int | None = None,
     ) -> None:
