@@ -36,7 +36,10 @@ def register_train(subparsers: Any) -> None:
     train.add_argument("--data", required=True, help=DATA_HELP)
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
     train.add_argument(
-        "--variant", default="faithful", choices=sorted(PRESETS), help="named preset (default faithful)"
+        "--variant",
+        default="default",
+        choices=sorted(PRESETS),
+        help="named preset: default (best measured) or faithful (the paper as written), ...",
     )
     train.add_argument("--arch", choices=ARCHITECTURES, help="generator backbone (default: the variant's)")
     train.add_argument("--image-size", type=int, default=32, help="square input size, power of two 32..256")
