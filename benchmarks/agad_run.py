@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
-from benchmarks.common import dev_anomalies, write_result
+from benchmarks.common import dev_set, write_result
 from trainer.agad.loop import TrainData, train_agad
 from trainer.agad.scoring import score_batches
 from trainer.agad.variant import preset
@@ -76,12 +76,7 @@ def main() -> None:
         data, variant, image_size=args.image_size, epochs=args.epochs, seed=args.seed, progress=False
     )
 
-    if args.gamma > 0:
-        dev_images, dev_labels = dataset.val.images, dataset.val.labels
-    else:
-        extra = dev_anomalies(args.data, args.image_size, args.seed, dataset.channels)
-        dev_images = np.concatenate([dataset.val.images[dataset.val.labels == 0], extra])
-        dev_labels = np.r_[np.zeros(int((dataset.val.labels == 0).sum()), int), np.ones(len(extra), int)]
+    dev_images, dev_labels = dev_set(dataset)
     dev_scores = score_batches(result.generator, tensors(dev_images), result.discriminator)
     test_scores = score_batches(result.generator, tensors(headline.images), result.discriminator)
     if result.discriminator is not None:

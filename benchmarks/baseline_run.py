@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dev_anomalies, write_result
+from benchmarks.common import dev_set, write_result
 from trainer.baselines import classifier_scores, knn_scores, pca_scores, train_classifier
 from trainer.data import load_dataset
 from trainer.evaluate import evaluation_report
@@ -66,12 +66,7 @@ def main() -> None:
         def score(images: np.ndarray) -> np.ndarray:
             return pca_scores(normals, images)
 
-    if args.gamma > 0:
-        dev_images, dev_labels = dataset.val.images, dataset.val.labels
-    else:
-        extra = dev_anomalies(args.data, args.image_size, args.seed, dataset.channels)
-        dev_images = np.concatenate([dataset.val.images[dataset.val.labels == 0], extra])
-        dev_labels = np.r_[np.zeros(len(dev_images) - len(extra), int), np.ones(len(extra), int)]
+    dev_images, dev_labels = dev_set(dataset)
     val_scores = score(dataset.val.images)
     threshold = calibrate_threshold(dataset.val.labels, val_scores)
     test_scores = score(dataset.test.images)

@@ -78,6 +78,18 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(type(value))
 
 
+def dev_set(dataset: DataSet) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels variants are chosen on: the validation split when it holds labelled
+    anomalies, else its normals plus :func:`dev_anomalies`."""
+    val = dataset.val
+    if (val.labels == 1).any():
+        return val.images, val.labels
+    extra = dev_anomalies(dataset.spec, dataset.image_size, dataset.seed, dataset.channels)
+    normals = val.images[val.labels == 0]
+    labels = np.r_[np.zeros(len(normals), dtype=np.int64), np.ones(len(extra), dtype=np.int64)]
+    return np.concatenate([normals, extra]), labels
+
+
 def dev_anomalies(spec: str, image_size: int, seed: int, channels: int | None = None) -> np.ndarray:
     """Labelled anomalies for choosing among variants at gamma = 0, never from the test split.
 
