@@ -35,6 +35,24 @@ def check_image_size(image_size: int) -> int:
     return depth
 
 
+def dcgan_widths(image_size: int, width: int, max_width: int) -> list[int]:
+    """Channel widths of a DCGAN pyramid that halves ``image_size`` down to 4x4."""
+    stages = check_image_size(image_size) - 2
+    return [min(width * 2**i, max_width) for i in range(stages)]
+
+
+def dcgan_encoder(channels: int, widths: list[int], norm: Norm) -> nn.Sequential:
+    """Conv 4/2/1 + LeakyReLU, then Conv-norm-LeakyReLU per width, then a 4x4 conv to a LATENT_DIM code.
+
+    Shared by the naive generator's encoder and the discriminator's feature extractor.
+    """
+    layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+    for c_in, c_out in pairwise(widths):
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.LeakyReLU(0.2, True)]
+    layers.append(nn.Conv2d(widths[-1], LATENT_DIM, 4, 1, 0, bias=False))
+    return nn.Sequential(*layers)
+
+
 class NaiveGenerator(nn.Module):
     """DCGAN encoder to a 100-d code and a mirrored decoder (the paper's choice for MNIST)."""
 
@@ -47,15 +65,7 @@ class NaiveGenerator(nn.Module):
         max_width: int = 512,
     ) -> None:
         super().__init__()
-        stages = check_image_size(image_size) - 2  # halvings from image_size down to 4x4
-        widths = [min(width * 2**i, max_width) for i in range(stages)]
-        encoder: list[nn.Module] = [
-            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, True),
-        ]
-        for c_in, c_out in pairwise(widths):
-            encoder += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.LeakyReLU(0.2, True)]
-        encoder.append(nn.Conv2d(widths[-1], LATENT_DIM, 4, 1, 0, bias=False))
+        widths = dcgan_widths(image_size, width, max_width)
         decoder: list[nn.Module] = [
             nn.ConvTranspose2d(LATENT_DIM, widths[-1], 4, 1, 0, bias=False),
             norm(widths[-1]),
@@ -64,7 +74,7 @@ class NaiveGenerator(nn.Module):
         for c_in, c_out in zip(widths[::-1], widths[::-1][1:], strict=False):
             decoder += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU(True)]
         decoder += [nn.ConvTranspose2d(widths[0], channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.encoder = nn.Sequential(*encoder)
+        self.encoder = dcgan_encoder(channels, widths, norm)
         self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
