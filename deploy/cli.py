@@ -13,7 +13,7 @@ import numpy as np
 from agad_stream.errors import AgadError
 from agad_stream.inference import load_backend
 from agad_stream.inference.base import ONNX_FILE, parse_batch_sizes
-from agad_stream.model.artifact import load_card
+from agad_stream.model.card import load_card
 from deploy.parity import Parity, compare, random_batch
 
 log = logging.getLogger(__name__)

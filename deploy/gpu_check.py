@@ -138,7 +138,8 @@ def _check(args: argparse.Namespace, model_dir: Path, started: float) -> bool:
 def _make_model(model_dir: Path, arch: Architecture, size: int, channels: int) -> None:
     import torch
 
-    from agad_stream.model.artifact import InputSpec, ModelCard, Threshold, save_model
+    from agad_stream.model.artifact import save_model
+    from agad_stream.model.card import InputSpec, ModelCard, Threshold
     from agad_stream.model.generator import build_generator
 
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from agad_stream.model.artifact import InputSpec, ModelCard, ScoreSpec, Threshold, save_model
+from agad_stream.model.artifact import save_model
+from agad_stream.model.card import InputSpec, ModelCard, ScoreSpec, Threshold
 from agad_stream.model.generator import Architecture, build_generator
 from agad_stream.model.score import ScoreMethod
 

@@ -13,7 +13,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from agad_stream.errors import AgadError
-from agad_stream.model.artifact import ModelCard
+from agad_stream.model.card import ModelCard
 
 BackendKind = Literal["auto", "onnxruntime", "tensorrt", "torch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("auto", "onnxruntime", "tensorrt", "torch")

@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from agad_stream.errors import AgadError
 from agad_stream.inference.base import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, Prediction, check_batch
-from agad_stream.model.artifact import load_card
+from agad_stream.model.card import load_card
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -29,7 +29,7 @@ from agad_stream.inference.engine import (
     read_metadata,
 )
 from agad_stream.inference.gpu import GpuInfo, detect_gpu
-from agad_stream.model.artifact import load_card
+from agad_stream.model.card import load_card
 
 
 def engine_for_this_gpu(model_dir: Path, gpu: GpuInfo | None) -> EngineRecord:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Literal
 
 import torch
 from torch import nn
 
+from agad_stream.model.card import ARCHITECTURES, Architecture
+
 Norm = Callable[[int], nn.Module]
-Architecture = Literal["naive", "unet", "unetpp"]
-ARCHITECTURES: tuple[Architecture, ...] = ("naive", "unet", "unetpp")
 
 LATENT_DIM = 100
 MIN_SIZE, MAX_SIZE = 32, 256

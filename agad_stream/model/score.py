@@ -7,14 +7,11 @@ matters when a defect covers a few percent of a large frame.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-ScoreMethod = Literal["l2", "topk", "maxpool"]
-SCORE_METHODS: tuple[ScoreMethod, ...] = ("l2", "topk", "maxpool")
+from agad_stream.model.card import SCORE_METHODS, ScoreMethod
 
 
 def heatmap(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,101 @@
+"""``model.json``, the model card: everything a scorer needs to use a model version, without torch.
+
+A scorer host running ONNX Runtime or TensorRT reads the card (input size, channels, threshold,
+version) but never the PyTorch weights, so this module imports neither torch nor safetensors;
+:mod:`agad_stream.model.artifact` adds loading and saving the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agad_stream.errors import AgadError
+
+CARD = "model.json"
+FORMAT_VERSION = 1
+DIGEST_FILES = ("model.json", "model.onnx", "weights.safetensors")
+"""The files :func:`model_digest` covers: what any backend loads (engines are built per host)."""
+
+Architecture = Literal["naive", "unet", "unetpp"]
+ARCHITECTURES: tuple[Architecture, ...] = ("naive", "unet", "unetpp")
+ScoreMethod = Literal["l2", "topk", "maxpool"]
+SCORE_METHODS: tuple[ScoreMethod, ...] = ("l2", "topk", "maxpool")
+
+
+class InputSpec(BaseModel):
+    image_size: int
+    channels: Literal[1, 3]
+    colour: Literal["gray", "rgb"]
+    normalisation: str = "x / 127.5 - 1 (uint8 pixels to [-1, 1])"
+
+
+class ScoreSpec(BaseModel):
+    method: ScoreMethod = "l2"
+    topk_fraction: float = 0.01
+    pool_size: int = 4
+
+
+class Threshold(BaseModel):
+    """The alerting threshold (score >= value is anomalous) and the record of its calibration."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: float
+    method: str = Field(description="how it was calibrated, e.g. 'f1-optimal on validation'")
+    target_fpr: float | None = None
+
+
+class ModelCard(BaseModel):
+    """Contents of model.json."""
+
+    format: int = FORMAT_VERSION
+    model_version: str
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    parent_version: str | None = None
+    generator: Architecture
+    variant: dict[str, Any] = Field(default_factory=dict)
+    input: InputSpec
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+    threshold: Threshold
+    score_statistics: dict[str, float] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_card(directory: Path) -> ModelCard:
+    path = directory / CARD
+    if not path.is_file():
+        raise AgadError(
+            f"{directory} is not a model directory: {CARD} is missing (train one with `agad train`)"
+        )
+    try:
+        return ModelCard.model_validate(json.loads(path.read_text()))
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise AgadError(f"{path} is not a valid model card: {exc}") from None
+
+
+def model_digest(directory: Path) -> str:
+    """SHA-256 identifying a model version's files, as the ``sha256`` of a ``models`` event.
+
+    It is the digest of ``sha256sum``'s listing of the :data:`DIGEST_FILES` present, in that
+    order, so a shell computes the same value::
+
+        cd MODEL_DIR && sha256sum $(ls model.json model.onnx weights.safetensors 2>/dev/null) | sha256sum
+    """
+    listing = hashlib.sha256()
+    for name in DIGEST_FILES:
+        path = directory / name
+        if path.is_file():
+            file_hash = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    file_hash.update(block)
+            listing.update(f"{file_hash.hexdigest()}  {name}\n".encode())
+    return listing.hexdigest()
