@@ -107,6 +107,13 @@ class ScorerSettings(BaseModel):
     )
     threshold: float | None = Field(None, description="overrides the model's calibrated threshold")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus metrics; 0 turns them off")
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, le=300_000,
+        description="a worker silent this long is dropped from the group and its partitions move on",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as text, or one JSON object each"
+    )
 
 
 class ReviewSettings(BaseModel):

@@ -1,0 +1,1 @@
+"""The operators' review queue in Redis."""

@@ -1,0 +1,389 @@
+"""The scorer worker: poll frames, score micro-batches, publish every outcome, then commit.
+
+One loop, one thread::
+
+    poll ─► parse (Frame | Rejection) ─► batch (max_batch / max_wait_ms) ─► backend
+         ─► scores topic, review queue, dead-letter topic ─► wait until all are stored ─► commit
+
+At-least-once: a batch's offsets are committed only after the broker acknowledged every score and
+dead letter (``acks=all``) and Redis stored every review item. A crash before the commit replays
+the batch; the review queue is idempotent by frame_id, so only the scores topic can see a frame
+twice, and only frames after the last commit.
+
+Backpressure: when Kafka or Redis refuses an output, the worker pauses its partitions (it fetches
+nothing new), keeps calling ``poll`` so that it stays in the group, and retries only what failed,
+with exponential backoff. Nothing is buffered beyond the batch at hand, and nothing is committed
+past it.
+
+Rebalance: the in-flight batch is finished and committed in ``on_partitions_revoked``, before the
+partitions move; if its outputs cannot be stored in time it is abandoned uncommitted, and the new
+owner scores it again.
+
+Shutdown (SIGTERM, SIGINT): finish the batch, publish, commit, leave the group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from agad_stream.config import Settings
+from agad_stream.inference.base import Backend
+from agad_stream.preprocess import stack_images, to_model_input
+from agad_stream.review.queue import ReviewItem, ReviewQueue
+from agad_stream.stream.batcher import Batcher
+from agad_stream.stream.frames import Frame, Rejection, parse_frame
+from agad_stream.stream.metrics import Metrics
+from agad_stream.stream.reload import ModelWatch
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 200.0
+"""How long an idle worker waits in one poll: also how soon it notices a stop signal."""
+BACKOFF_S = (0.1, 10.0)
+"""First and longest wait between retries of outputs that failed."""
+REVOKE_BUDGET_S = 10.0
+"""How long a rebalance waits for the in-flight batch's outputs before abandoning it uncommitted."""
+SEND_WAIT_S = 30.0
+"""How long one attempt waits for the broker to acknowledge a batch's records."""
+
+
+@dataclass
+class Outbox:
+    """A batch's outputs not yet durable: Kafka records (with their send futures) and review items."""
+
+    records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(
+        default_factory=list
+    )
+    futures: list[Any] = field(default_factory=list)
+    reviews: list[ReviewItem] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not self.records and not self.reviews
+
+
+class Worker(ConsumerRebalanceListener):
+    """A scorer process's loop; ``backend_loader`` loads a model directory (for hot reload)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        backend_loader: Callable[[Path], Backend],
+        *,
+        watch: ModelWatch | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.kafka.topics
+        self.backend = backend
+        self.load_backend = backend_loader
+        self.watch = watch
+        self.metrics = metrics or Metrics()
+        scorer = settings.scorer
+        self.batcher: Batcher[Any] = Batcher(scorer.max_batch, scorer.max_wait_ms)
+        options = settings.kafka.client_options()
+        self.consumer = KafkaConsumer(
+            **options,
+            group_id=settings.kafka.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=scorer.max_batch,
+            session_timeout_ms=scorer.session_timeout_ms,
+            heartbeat_interval_ms=max(scorer.session_timeout_ms // 3, 100),
+        )
+        self.producer = KafkaProducer(
+            **options, acks="all", linger_ms=2, delivery_timeout_ms=int(SEND_WAIT_S * 1000) + 5000
+        )
+        self.redis = redis.Redis.from_url(
+            settings.redis.url, **settings.redis.client_options(), socket_timeout=5, socket_connect_timeout=5
+        )
+        self.review = ReviewQueue(self.redis, settings.redis.key_prefix)
+        self.stopping = threading.Event()
+        self._in_retry = False  # inside the retry loop's poll: a revoke must abandon, not finish
+        self._abandoned = False
+        self._lag: dict[TopicPartition, int] = {}
+        self.totals = {"scored": 0, "flagged": 0, "dead_lettered": 0}
+        self.metrics.set_model(self.backend.card.model_version)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask the loop to finish its batch and stop."""
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s received: finishing the batch, then leaving the group", signal.Signals(signum).name)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self) -> None:
+        """Serve until :attr:`stopping` is set; then finish the batch, commit and leave the group."""
+        self.review.ensure_group()
+        self.consumer.subscribe([self.topics.frames], listener=self)
+        log.info(
+            "scoring %s with model %s (%s %s), batches of up to %d frames or %.0f ms",
+            self.topics.frames,
+            self.backend.card.model_version,
+            self.backend.name,
+            self.backend.details,
+            self.batcher.max_batch,
+            self.batcher.max_wait_s * 1000,
+        )
+        try:
+            while not self.stopping.is_set():
+                if not len(self.batcher):
+                    self._maybe_reload()
+                wanted, wait_ms = self.batcher.poll_budget(IDLE_POLL_MS)
+                for records in self.consumer.poll(timeout_ms=wait_ms, max_records=wanted).values():
+                    self.batcher.add(records)
+                if self.batcher.ready():
+                    self._process(self.batcher.take())
+            self._process(self.batcher.take())
+        finally:
+            self.close()
+        log.info(
+            "stopped: %d frames scored, %d flagged, %d dead-lettered",
+            self.totals["scored"],
+            self.totals["flagged"],
+            self.totals["dead_lettered"],
+        )
+
+    def close(self) -> None:
+        """Leave the group and release the clients (idempotent)."""
+        try:
+            self.consumer.close(autocommit=False)
+        finally:
+            self.producer.close(timeout=10)
+            self.redis.close()
+            if self.watch is not None:
+                self.watch.close()
+
+    # --- rebalance listener -------------------------------------------------------------------
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        if self._in_retry:
+            self._abandoned = True  # we cannot finish now; the new owner replays the batch
+            return
+        if len(self.batcher):
+            log.info(
+                "partitions revoked: finishing the in-flight batch of %d frames first", len(self.batcher)
+            )
+            self._process(self.batcher.take(), deadline=time.monotonic() + REVOKE_BUDGET_S)
+        for tp in revoked:
+            self._lag.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        if self._in_retry and assigned:
+            self.consumer.pause(*assigned)  # still stalled: take nothing new yet
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    # --- one batch ----------------------------------------------------------------------------
+
+    def _process(self, records: list[Any], deadline: float | None = None) -> None:
+        """Score ``records``, store every output, then commit them; see the module docstring."""
+        if not records:
+            return
+        card = self.backend.card
+        size, channels = card.input.image_size, card.input.channels
+        parsed = [parse_frame(record, image_size=size, channels=channels) for record in records]
+        frames = [p for p in parsed if isinstance(p, Frame)]
+        rejected = [p for p in parsed if isinstance(p, Rejection)]
+        outbox = Outbox()
+        for rejection in rejected:
+            log.warning(
+                "dead letter %s:%d:%d: %s",
+                rejection.record.topic,
+                rejection.record.partition,
+                rejection.record.offset,
+                rejection.reason,
+            )
+            record = rejection.record
+            headers = [*(record.headers or []), ("error", rejection.reason.encode())]
+            outbox.records.append((self.topics.dead_letter, record.key, record.value, headers))
+        flagged = self._score(frames, outbox) if frames else 0
+        if not self._deliver(outbox, deadline):
+            log.warning("abandoned a batch of %d frames uncommitted; they will be scored again", len(records))
+            return
+        self._commit(records)
+        now_ms = time.time() * 1000.0
+        for frame in frames:
+            self.metrics.end_to_end_seconds.observe(max(now_ms - frame.ts_ms, 0.0) / 1000.0)
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.scored.inc(len(frames))
+        self.metrics.flagged.inc(flagged)
+        self.metrics.dead_lettered.inc(len(rejected))
+        self.totals["scored"] += len(frames)
+        self.totals["flagged"] += flagged
+        self.totals["dead_lettered"] += len(rejected)
+
+    def _score(self, frames: list[Frame], outbox: Outbox) -> int:
+        """Run the backend; queue a score record for every frame and a review item for the flagged."""
+        started = time.perf_counter()
+        scores, heatmaps = self.backend.predict(to_model_input(stack_images([f.image for f in frames])))
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        assert heatmaps is not None
+        card = self.backend.card
+        threshold = self.settings.scorer.threshold
+        threshold = card.threshold.value if threshold is None else threshold
+        now_ms = time.time() * 1000.0
+        flagged = 0
+        for frame, score, heatmap in zip(frames, scores.tolist(), heatmaps, strict=True):
+            is_anomaly = score >= threshold
+            value = {
+                "frame_id": frame.frame_id,
+                "camera_id": frame.camera_id,
+                "ts_ms": frame.ts_ms,
+                "score": score,
+                "threshold": threshold,
+                "is_anomaly": is_anomaly,
+                "model_version": card.model_version,
+                "latency_ms": round(now_ms - frame.ts_ms, 3),
+            }
+            outbox.records.append(
+                (self.topics.scores, frame.camera_id.encode(), json.dumps(value).encode(), [])
+            )
+            if is_anomaly:
+                flagged += 1
+                outbox.reviews.append(
+                    ReviewItem(
+                        frame_id=frame.frame_id,
+                        camera_id=frame.camera_id,
+                        ts_ms=frame.ts_ms,
+                        score=score,
+                        threshold=threshold,
+                        model_version=card.model_version,
+                        image=bytes(frame.record.value),
+                        content_type=frame.content_type,
+                        heatmap=np.asarray(heatmap),
+                    )
+                )
+        return flagged
+
+    def _deliver(self, outbox: Outbox, deadline: float | None) -> bool:
+        """Store the outbox, retrying what fails; False when the batch had to be abandoned.
+
+        With a ``deadline`` (inside a rebalance callback) it sleeps between attempts and gives up
+        at the deadline; otherwise it pauses the partitions and polls while it waits, so the worker
+        stays in its group however long Kafka or Redis is away.
+        """
+        delay = BACKOFF_S[0]
+        paused = False
+        self._abandoned = False
+        try:
+            while True:
+                self._attempt(outbox)
+                if outbox.empty():
+                    return True
+                if self._abandoned or (self.stopping.is_set() and paused):
+                    return False
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    return False
+                if not paused:
+                    self.metrics.stalls.inc()
+                    log.warning("outputs not stored; pausing intake and retrying with backoff")
+                    self.consumer.pause(*self.consumer.assignment())
+                    paused = True
+                if deadline is None:
+                    self._wait_paused(delay)
+                else:
+                    time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_S[1])
+        finally:
+            if paused:
+                self.consumer.resume(*self.consumer.paused())
+
+    def _wait_paused(self, seconds: float) -> None:
+        """Poll (for the group's sake) while paused; records of a racing assignment are put back."""
+        self._in_retry = True
+        try:
+            for tp, records in self.consumer.poll(timeout_ms=seconds * 1000).items():
+                self.consumer.seek(tp, records[0].offset)
+        finally:
+            self._in_retry = False
+
+    def _attempt(self, outbox: Outbox) -> None:
+        """One try at every pending output; what succeeded leaves the outbox."""
+        try:
+            self.review.add(outbox.reviews)
+            outbox.reviews = []
+        except (redis.RedisError, OSError) as exc:
+            log.warning("review queue unavailable: %s", exc)
+        if not outbox.records:
+            return
+        if not outbox.futures:
+            outbox.futures = [None] * len(outbox.records)
+        for i, (topic, key, value, headers) in enumerate(outbox.records):
+            if outbox.futures[i] is None:
+                try:
+                    outbox.futures[i] = self.producer.send(topic, key=key, value=value, headers=headers)
+                except KafkaError as exc:
+                    log.warning("cannot send to %s: %s", topic, exc)
+                    break
+        try:
+            self.producer.flush(timeout=SEND_WAIT_S)
+        except KafkaError as exc:
+            log.warning("broker did not acknowledge the batch in %.0f s: %s", SEND_WAIT_S, exc)
+        keep = []
+        for record, future in zip(outbox.records, outbox.futures, strict=True):
+            if future is not None and future.is_done and future.succeeded():
+                continue
+            if future is not None and future.is_done:
+                log.warning("send to %s failed: %s", record[0], future.exception)
+                future = None  # failed for good: send it again
+            keep.append((record, future))
+        outbox.records = [record for record, _ in keep]
+        outbox.futures = [future for _, future in keep]
+
+    def _commit(self, records: list[Any]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in offsets or offsets[tp].offset <= record.offset:
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("commit refused after a rebalance (%s); the new owner scores these frames again", exc)
+            return
+        for tp, meta in offsets.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                self._lag[tp] = max(highwater - meta.offset, 0)
+        self.metrics.consumer_lag.set(sum(self._lag.values()))
+
+    # --- hot reload ---------------------------------------------------------------------------
+
+    def _maybe_reload(self) -> None:
+        if self.watch is None:
+            return
+        directory = self.watch.poll()
+        if directory is None:
+            return
+        try:
+            backend = self.load_backend(directory)
+        except Exception as exc:  # any load failure keeps the running model; the log says why
+            log.error("cannot load %s, keeping model %s: %s", directory, self.backend.card.model_version, exc)
+            return
+        log.info(
+            "model %s -> %s (%s)", self.backend.card.model_version, backend.card.model_version, directory
+        )
+        self.backend = backend
+        self.metrics.set_model(backend.card.model_version)
+        self.metrics.reloads.inc()
