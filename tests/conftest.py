@@ -27,6 +27,7 @@ import redis
 
 from agad_stream.config import ENV_PREFIX, Settings, TopicSettings, load_settings
 from deploy.services import manager
+from tests.stream_support import ServeProcess, worker_env
 from tests.support import (
     KafkaClients,
     Services,
@@ -186,3 +187,37 @@ def agad(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def stream_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small exported models (32 px grey naive generators, different weights) for scorer tests."""
+    from deploy.onnx_export import export_onnx
+    from tests.model_dirs import make_model_dir
+
+    models = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        directory = tmp_path_factory.mktemp(f"stream-model-{name}")
+        export_onnx(make_model_dir(directory, seed=seed, version=f"stream-{name}"))
+        models[name] = directory
+    return models
+
+
+@pytest.fixture
+def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """``serve(model, name="w1", **scorer_settings)`` starts `agad serve`; all are killed after the test."""
+    started: list[ServeProcess] = []
+
+    def start(model: Path, name: str = "worker", *args: str, **scorer: object) -> ServeProcess:
+        process = ServeProcess(
+            [*_agad_command(), "serve", "--model", str(model), *args],
+            worker_env(settings, **scorer), tmp_path / f"{name}.log", tmp_path,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait(timeout=30)

@@ -27,6 +27,7 @@ def make_model_dir(
     score: ScoreMethod = "l2",
     seed: int = 0,
     data: dict[str, Any] | None = None,
+    version: str | None = None,
 ) -> Path:
     """Write weights.safetensors + model.json of a randomly initialised generator into ``directory``."""
     torch.manual_seed(seed)
@@ -40,7 +41,7 @@ def make_model_dir(
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.1)
     card = ModelCard(
-        model_version=f"test-{arch}-{size}-{score}",
+        model_version=version or f"test-{arch}-{size}-{score}",
         generator=arch,
         input=InputSpec(image_size=size, channels=channels, colour="gray" if channels == 1 else "rgb"),
         score=ScoreSpec(method=score),

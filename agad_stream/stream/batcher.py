@@ -50,6 +50,13 @@ class Batcher(Generic[T]):
         left_s = self.max_wait_s - (self._clock() - self._started)
         return self.max_batch - len(self._items), max(left_s * 1000.0, 0.0)
 
+    def discard(self, unwanted: Callable[[T], bool]) -> int:
+        """Drop the items ``unwanted`` picks (a rebalance took their partitions); returns how many."""
+        kept = [item for item in self._items if not unwanted(item)]
+        dropped = len(self._items) - len(kept)
+        self._items = kept
+        return dropped
+
     def take(self) -> list[T]:
         """The collected items; the batcher starts empty again."""
         items, self._items = self._items, []

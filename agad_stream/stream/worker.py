@@ -15,9 +15,15 @@ nothing new), keeps calling ``poll`` so that it stays in the group, and retries 
 with exponential backoff. Nothing is buffered beyond the batch at hand, and nothing is committed
 past it.
 
-Rebalance: the in-flight batch is finished and committed in ``on_partitions_revoked``, before the
-partitions move; if its outputs cannot be stored in time it is abandoned uncommitted, and the new
-owner scores it again.
+Rebalance: a rebalance happens only inside ``poll``, so a batch being scored and stored is never
+cut by one: it finishes and commits before the next poll. What a rebalance can meet is a batch
+still filling up. Partitions the worker keeps stay where they were (kafka-python keeps their
+positions), and so do their records in the batch. Records of partitions it loses are dropped
+unpublished and uncommitted; the new owner reads them from the committed offset: nothing lost,
+nothing scored twice. (kafka-python runs the listener on its IO thread, which must not block, so
+the listener only takes notes.) A rebalance during a backpressure stall is the one case that can
+duplicate: the batch's outputs may be partly published, and lost partitions are not committed,
+so their new owner scores those frames again.
 
 Shutdown (SIGTERM, SIGINT): finish the batch, publish, commit, leave the group.
 """
@@ -57,8 +63,6 @@ IDLE_POLL_MS = 200.0
 """How long an idle worker waits in one poll: also how soon it notices a stop signal."""
 BACKOFF_S = (0.1, 10.0)
 """First and longest wait between retries of outputs that failed."""
-REVOKE_BUDGET_S = 10.0
-"""How long a rebalance waits for the in-flight batch's outputs before abandoning it uncommitted."""
 SEND_WAIT_S = 30.0
 """How long one attempt waits for the broker to acknowledge a batch's records."""
 
@@ -115,8 +119,9 @@ class Worker(ConsumerRebalanceListener):
         )
         self.review = ReviewQueue(self.redis, settings.redis.key_prefix)
         self.stopping = threading.Event()
-        self._in_retry = False  # inside the retry loop's poll: a revoke must abandon, not finish
-        self._abandoned = False
+        self._stalled = False  # pausing partitions for backpressure: new assignments start paused too
+        self._revoked: set[TopicPartition] = set()  # in the rebalance under way
+        self._lost: set[TopicPartition] = set()  # revoked and not assigned back, since the batch began
         self._lag: dict[TopicPartition, int] = {}
         self.totals = {"scored": 0, "flagged": 0, "dead_lettered": 0}
         self.metrics.set_model(self.backend.card.model_version)
@@ -151,7 +156,9 @@ class Worker(ConsumerRebalanceListener):
                 if not len(self.batcher):
                     self._maybe_reload()
                 wanted, wait_ms = self.batcher.poll_budget(IDLE_POLL_MS)
-                for records in self.consumer.poll(timeout_ms=wait_ms, max_records=wanted).values():
+                polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
+                self._drop_lost()
+                for records in polled.values():
                     self.batcher.add(records)
                 if self.batcher.ready():
                     self._process(self.batcher.take())
@@ -178,28 +185,33 @@ class Worker(ConsumerRebalanceListener):
     # --- rebalance listener -------------------------------------------------------------------
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        if self._in_retry:
-            self._abandoned = True  # we cannot finish now; the new owner replays the batch
-            return
-        if len(self.batcher):
-            log.info(
-                "partitions revoked: finishing the in-flight batch of %d frames first", len(self.batcher)
-            )
-            self._process(self.batcher.take(), deadline=time.monotonic() + REVOKE_BUDGET_S)
-        for tp in revoked:
-            self._lag.pop(tp, None)
+        self._revoked = set(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        if self._in_retry and assigned:
+        self._lost |= self._revoked - set(assigned)
+        self._revoked = set()
+        for tp in self._lost:
+            self._lag.pop(tp, None)
+        if self._stalled and assigned:
             self.consumer.pause(*assigned)  # still stalled: take nothing new yet
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
+    def _drop_lost(self) -> None:
+        """Forget polled, unprocessed records of partitions a rebalance gave to another worker."""
+        if not self._lost:
+            return
+        lost, self._lost = self._lost, set()
+        dropped = self.batcher.discard(lambda r: TopicPartition(r.topic, r.partition) in lost)
+        if dropped:
+            log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
+
     # --- one batch ----------------------------------------------------------------------------
 
-    def _process(self, records: list[Any], deadline: float | None = None) -> None:
+    def _process(self, records: list[Any]) -> None:
         """Score ``records``, store every output, then commit them; see the module docstring."""
         if not records:
             return
+        self._lost.clear()
         card = self.backend.card
         size, channels = card.input.image_size, card.input.channels
         parsed = [parse_frame(record, image_size=size, channels=channels) for record in records]
@@ -218,10 +230,12 @@ class Worker(ConsumerRebalanceListener):
             headers = [*(record.headers or []), ("error", rejection.reason.encode())]
             outbox.records.append((self.topics.dead_letter, record.key, record.value, headers))
         flagged = self._score(frames, outbox) if frames else 0
-        if not self._deliver(outbox, deadline):
-            log.warning("abandoned a batch of %d frames uncommitted; they will be scored again", len(records))
+        if not self._deliver(outbox):
+            log.warning(
+                "stopped with %d frames of a batch uncommitted; they will be scored again", len(records)
+            )
             return
-        self._commit(records)
+        self._commit([r for r in records if TopicPartition(r.topic, r.partition) not in self._lost])
         now_ms = time.time() * 1000.0
         for frame in frames:
             self.metrics.end_to_end_seconds.observe(max(now_ms - frame.ts_ms, 0.0) / 1000.0)
@@ -276,47 +290,33 @@ class Worker(ConsumerRebalanceListener):
                 )
         return flagged
 
-    def _deliver(self, outbox: Outbox, deadline: float | None) -> bool:
-        """Store the outbox, retrying what fails; False when the batch had to be abandoned.
+    def _deliver(self, outbox: Outbox) -> bool:
+        """Store the outbox, retrying what fails; False when asked to stop before it was all stored.
 
-        With a ``deadline`` (inside a rebalance callback) it sleeps between attempts and gives up
-        at the deadline; otherwise it pauses the partitions and polls while it waits, so the worker
-        stays in its group however long Kafka or Redis is away.
+        While it waits it pauses the partitions and keeps polling, so the worker stays in its group
+        however long Kafka or Redis is away, and fetches nothing it could not store.
         """
         delay = BACKOFF_S[0]
-        paused = False
-        self._abandoned = False
         try:
             while True:
                 self._attempt(outbox)
                 if outbox.empty():
                     return True
-                if self._abandoned or (self.stopping.is_set() and paused):
+                if self.stopping.is_set() and self._stalled:
                     return False
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    return False
-                if not paused:
+                if not self._stalled:
                     self.metrics.stalls.inc()
                     log.warning("outputs not stored; pausing intake and retrying with backoff")
                     self.consumer.pause(*self.consumer.assignment())
-                    paused = True
-                if deadline is None:
-                    self._wait_paused(delay)
-                else:
-                    time.sleep(delay)
+                    self._stalled = True
+                for tp, records in self.consumer.poll(timeout_ms=delay * 1000).items():
+                    self.consumer.seek(tp, records[0].offset)  # a racing assignment's records: read later
                 delay = min(delay * 2, BACKOFF_S[1])
         finally:
-            if paused:
+            if self._stalled:
+                self._stalled = False
                 self.consumer.resume(*self.consumer.paused())
-
-    def _wait_paused(self, seconds: float) -> None:
-        """Poll (for the group's sake) while paused; records of a racing assignment are put back."""
-        self._in_retry = True
-        try:
-            for tp, records in self.consumer.poll(timeout_ms=seconds * 1000).items():
-                self.consumer.seek(tp, records[0].offset)
-        finally:
-            self._in_retry = False
+                log.info("intake resumed")
 
     def _attempt(self, outbox: Outbox) -> None:
         """One try at every pending output; what succeeded leaves the outbox."""
