@@ -1,0 +1,85 @@
+"""Frames that cannot be scored go to the dead-letter topic with their reason; the worker keeps scoring."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from agad_stream.config import Settings
+from agad_stream.stream.simulator import CORRUPTIONS, frame_headers
+from tests.stream_support import ServeProcess, make_frames, produce, read_topic
+from tests.support import KafkaClients
+
+BAD = 25
+EXPECTED_REASON = {
+    "truncated": "truncated image/jpeg",
+    "empty": "empty image",
+    "text": "cannot decode image/png",
+    "tiny": "image too small: 1x1",
+    "huge": "image too large: 100000x100000",
+    "raw_mismatch": "raw shape mismatch",
+    "missing_headers": "missing header camera_id, ts_ms",
+    "unknown_type": "unknown content type 'video/h264'",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_bad_frames_are_dead_lettered_with_reasons(
+    settings: Settings,
+    kafka_clients: KafkaClients,
+    stream_models: dict[str, Path],
+    serve: Callable[..., ServeProcess],
+) -> None:
+    assert set(EXPECTED_REASON) == set(CORRUPTIONS)
+    port = free_port()
+    worker = serve(stream_models["a"], "w1", metrics_port=port)
+    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+
+    producer = kafka_clients.producer()
+    frames_topic = settings.kafka.topics.frames
+    good = make_frames(60)
+    kinds = sorted(CORRUPTIONS)
+    bad: dict[str, tuple[str, bytes, list[tuple[str, bytes]]]] = {}
+    for index in range(BAD):  # 25 bad frames, every kind at least 3 times, between good ones
+        kind = kinds[index % len(kinds)]
+        frame_id = f"bad-{index:02d}-{kind}"
+        camera = f"cam-{index % 4:02d}"
+        value, headers = CORRUPTIONS[kind](
+            good[index].value, frame_headers(frame_id, camera, 1, "image/jpeg")
+        )
+        bad[frame_id] = (kind, value, headers)
+        produce(producer, frames_topic, good[2 * index : 2 * index + 2])
+        producer.send(frames_topic, key=camera.encode(), value=value, headers=headers)
+    produce(producer, frames_topic, good[2 * BAD :])  # and good frames after the last bad one
+
+    letters = read_topic(settings, settings.kafka.topics.dead_letter, lambda r: len(r) >= BAD, "dead letters")
+    scores = read_topic(settings, settings.kafka.topics.scores, lambda r: len(r) >= len(good), "scores")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert worker.stop() == 0 and worker.proc.returncode == 0
+
+    reasons: dict[str, set[str]] = {kind: set() for kind in kinds}
+    for letter in letters:
+        headers = dict(letter.headers)
+        frame_id = headers["frame_id"].decode()
+        kind, value, sent_headers = bad.pop(frame_id)
+        assert letter.value == value and letter.headers[:-1] == sent_headers, "dead letter changed the frame"
+        assert letter.headers[-1][0] == "error"
+        reasons[kind].add(headers["error"].decode())
+    assert not bad, f"not dead-lettered: {sorted(bad)}"
+    for kind, found in reasons.items():
+        assert len(found) == 1 and EXPECTED_REASON[kind] in next(iter(found)), (kind, found)
+    assert len({next(iter(found)) for found in reasons.values()}) == len(kinds), "two kinds share a reason"
+
+    assert sorted(json.loads(r.value)["frame_id"] for r in scores) == sorted(f.frame_id for f in good)
+    assert "agad_frames_scored_total 60.0" in metrics
+    assert f"agad_frames_dead_lettered_total {BAD}.0" in metrics
+    assert 'agad_model_version{version="stream-a"} 1.0' in metrics
+    assert "agad_inference_seconds_count" in metrics and "agad_end_to_end_seconds_count" in metrics
