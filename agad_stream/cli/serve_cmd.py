@@ -87,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
             "AGAD_SCORER__METRICS_PORT (or --metrics-port) to a free port, or 0 to turn metrics off"
         ) from None
     watch = ModelWatch(_models_consumer(settings), settings.kafka.topics.models, settings.registry, registry)
-    worker = Worker(settings, backend, load, watch=watch, metrics=metrics)
+    worker = Worker(settings, model_dir, backend, load, watch=watch, metrics=metrics)
     worker.install_signal_handlers()
     worker.run()
     return 0

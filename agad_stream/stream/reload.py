@@ -7,7 +7,11 @@ Two sources, checked between batches:
   directory, ``sha256`` its :func:`~agad_stream.model.card.model_digest`. An event whose files do
   not match the digest or whose card names another version is refused with an error log, and the
   worker keeps serving what it has.
-- the registry pointer, when the worker was started on a registry: a changed ``current`` file.
+- the registry pointer, when the worker was started on a registry: any rewrite of ``current``
+  (a new inode or modification time, so that a promotion and a quick rollback are both seen) is
+  an instruction to serve the version it names.
+
+Whichever instruction came last wins; one naming the version being served changes nothing.
 
 The worker listens to the ``models`` topic from its end at start-up: what was promoted before is
 what the registry pointer or ``--model`` says.
@@ -26,7 +30,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from agad_stream.errors import AgadError
 from agad_stream.model.card import load_card, model_digest
-from agad_stream.model.registry import current_version
+from agad_stream.model.registry import POINTER, current_version
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,9 @@ class ModelWatch:
         self.watched_registry = watched_registry
         self.interval_s = interval_s
         self._next_check = 0.0
-        self._pointer: Path | None = current_version(watched_registry) if watched_registry else None
+        self._pointer_stamp = self._stamp()
+        if watched_registry is not None:
+            current_version(watched_registry)  # fail at start-up, not later, on a broken pointer
         if consumer is not None:
             partitions = consumer.partitions_for_topic(topic) or {0}
             assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -109,15 +115,24 @@ class ModelWatch:
             for records in self.consumer.poll(timeout_ms=0).values():
                 for record in records:
                     found = self._from_event(record) or found
-        if self.watched_registry is not None:
+        stamp = self._stamp()
+        if self.watched_registry is not None and stamp != self._pointer_stamp:
+            self._pointer_stamp = stamp
             try:
-                pointer = current_version(self.watched_registry)
+                found = current_version(self.watched_registry)
             except AgadError as exc:
                 log.error("registry pointer unreadable, keeping the current model: %s", exc)
-            else:
-                if pointer != self._pointer:
-                    self._pointer = found = pointer
         return found
+
+    def _stamp(self) -> tuple[int, int] | None:
+        """Identity of the pointer file's current version: set_current replaces the file."""
+        if self.watched_registry is None:
+            return None
+        try:
+            stat = (self.watched_registry / POINTER).stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
 
     def _from_event(self, record: Any) -> Path | None:
         try:

@@ -45,7 +45,7 @@ import numpy as np
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from agad_stream.config import Settings
@@ -82,11 +82,12 @@ class Outbox:
 
 
 class Worker(ConsumerRebalanceListener):
-    """A scorer process's loop; ``backend_loader`` loads a model directory (for hot reload)."""
+    """A scorer process's loop; ``backend`` serves ``model_dir``, ``backend_loader`` loads another."""
 
     def __init__(
         self,
         settings: Settings,
+        model_dir: Path,
         backend: Backend,
         backend_loader: Callable[[Path], Backend],
         *,
@@ -95,6 +96,7 @@ class Worker(ConsumerRebalanceListener):
     ) -> None:
         self.settings = settings
         self.topics = settings.kafka.topics
+        self.model_dir = model_dir
         self.backend = backend
         self.load_backend = backend_loader
         self.watch = watch
@@ -122,6 +124,7 @@ class Worker(ConsumerRebalanceListener):
         self._stalled = False  # pausing partitions for backpressure: new assignments start paused too
         self._revoked: set[TopicPartition] = set()  # in the rebalance under way
         self._lost: set[TopicPartition] = set()  # revoked and not assigned back, since the batch began
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}  # stored, commit refused so far
         self._lag: dict[TopicPartition, int] = {}
         self.totals = {"scored": 0, "flagged": 0, "dead_lettered": 0}
         self.metrics.set_model(self.backend.card.model_version)
@@ -141,6 +144,9 @@ class Worker(ConsumerRebalanceListener):
     def run(self) -> None:
         """Serve until :attr:`stopping` is set; then finish the batch, commit and leave the group."""
         self.review.ensure_group()
+        # Know the topic's partitions before joining: a member that joins without them is assigned
+        # nothing and may wait for the next metadata refresh (minutes) to ask again.
+        self.consumer.partitions_for_topic(self.topics.frames)
         self.consumer.subscribe([self.topics.frames], listener=self)
         log.info(
             "scoring %s with model %s (%s %s), batches of up to %d frames or %.0f ms",
@@ -157,12 +163,16 @@ class Worker(ConsumerRebalanceListener):
                     self._maybe_reload()
                 wanted, wait_ms = self.batcher.poll_budget(IDLE_POLL_MS)
                 polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
+                if not polled and not self.consumer.assignment():
+                    time.sleep(IDLE_POLL_MS / 1000)  # poll returns at once without partitions
                 self._drop_lost()
+                self._flush_commits()
                 for records in polled.values():
                     self.batcher.add(records)
                 if self.batcher.ready():
                     self._process(self.batcher.take())
             self._process(self.batcher.take())
+            self._flush_commits()
         finally:
             self.close()
         log.info(
@@ -201,6 +211,12 @@ class Worker(ConsumerRebalanceListener):
         if not self._lost:
             return
         lost, self._lost = self._lost, set()
+        for tp in lost & set(self._uncommitted):
+            del self._uncommitted[tp]
+            log.warning(
+                "partition %d moved before its commit; its new owner scores its last frames again",
+                tp.partition,
+            )
         dropped = self.batcher.discard(lambda r: TopicPartition(r.topic, r.partition) in lost)
         if dropped:
             log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
@@ -352,20 +368,26 @@ class Worker(ConsumerRebalanceListener):
         outbox.futures = [future for _, future in keep]
 
     def _commit(self, records: list[Any]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        """Commit past ``records``; during a rebalance the commit waits for the next poll."""
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
-            if tp not in offsets or offsets[tp].offset <= record.offset:
-                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-        try:
-            self.consumer.commit(offsets)
-        except CommitFailedError as exc:
-            log.warning("commit refused after a rebalance (%s); the new owner scores these frames again", exc)
+            if tp not in self._uncommitted or self._uncommitted[tp].offset <= record.offset:
+                self._uncommitted[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        self._flush_commits()
+
+    def _flush_commits(self) -> None:
+        if not self._uncommitted:
             return
-        for tp, meta in offsets.items():
+        try:
+            self.consumer.commit(dict(self._uncommitted), timeout_ms=int(SEND_WAIT_S * 1000))
+        except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
+            log.info("commit postponed to after the next poll: %s", type(exc).__name__)
+            return
+        for tp, meta in self._uncommitted.items():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 self._lag[tp] = max(highwater - meta.offset, 0)
+        self._uncommitted.clear()
         self.metrics.consumer_lag.set(sum(self._lag.values()))
 
     # --- hot reload ---------------------------------------------------------------------------
@@ -374,7 +396,7 @@ class Worker(ConsumerRebalanceListener):
         if self.watch is None:
             return
         directory = self.watch.poll()
-        if directory is None:
+        if directory is None or directory.resolve() == self.model_dir.resolve():
             return
         try:
             backend = self.load_backend(directory)
@@ -384,6 +406,6 @@ class Worker(ConsumerRebalanceListener):
         log.info(
             "model %s -> %s (%s)", self.backend.card.model_version, backend.card.model_version, directory
         )
-        self.backend = backend
+        self.model_dir, self.backend = directory, backend
         self.metrics.set_model(backend.card.model_version)
         self.metrics.reloads.inc()
