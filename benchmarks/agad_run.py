@@ -30,7 +30,7 @@ from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import dev_set, write_result
 from trainer.agad.loop import TrainData, train_agad
-from trainer.agad.scoring import score_batches
+from trainer.agad.scoring import encoder_codes, knn_distance, score_batches
 from trainer.agad.variant import preset
 from trainer.cli import parse_variant_overrides
 from trainer.data import load_dataset
@@ -88,6 +88,21 @@ def main() -> None:
         for scores in (dev_scores, test_scores):
             scores["skip"] = 0.9 * _standardise(scores["l2"], reference["l2"]) + 0.1 * _standardise(
                 scores["latent"], reference["latent"]
+            )
+
+    if hasattr(result.generator, "encoder"):
+        # Memory score: distance of the generator's code to the codes of the nearest training
+        # normals, alone and added to the reconstruction error (both standardised on validation).
+        train_normal = data.train_images[data.train_labels == 0]
+        val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
+        bank = encoder_codes(result.generator, train_normal)
+        reference_l2 = score_batches(result.generator, val_normal)["l2"]
+        reference_knn = knn_distance(encoder_codes(result.generator, val_normal), bank)
+        for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
+            knn = knn_distance(encoder_codes(result.generator, tensors(images)), bank)
+            scores["knn_latent"] = knn
+            scores["l2+knn_latent"] = _standardise(scores["l2"], reference_l2) + _standardise(
+                knn, reference_knn
             )
 
     scorer = AnomalyScorer(result.generator, variant.score)

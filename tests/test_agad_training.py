@@ -13,6 +13,7 @@ from agad_stream.model.generator import build_generator
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
+from trainer.agad.scoring import encoder_codes, knn_distance
 from trainer.agad.variant import preset
 
 
@@ -121,3 +122,17 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     resumed = train_agad(data, variant, image_size=32, epochs=2, checkpoint=checkpoint, progress=False)
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert resumed.history[1]["con"] == pytest.approx(straight.history[1]["con"], rel=1e-4)
+
+
+def test_latent_knn_distance_is_zero_for_bank_members_and_grows_away_from_them() -> None:
+    generator = build_generator("naive", 32, 1).eval()
+    images = torch.rand(12, 1, 32, 32) * 2 - 1
+    codes = encoder_codes(generator, images, batch_size=5)
+    assert codes.shape == (12, 100)
+    bank = codes[:8]
+    own = knn_distance(bank, bank, k=1, chunk=3)
+    np.testing.assert_allclose(own, 0.0, atol=1e-3)
+    shifted = knn_distance(bank + 10.0, bank, k=1)
+    assert (shifted > 10.0 - 1e-3).all()
+    # k nearest: the mean over more neighbours is never below the nearest one.
+    assert (knn_distance(codes[8:], bank, k=3) >= knn_distance(codes[8:], bank, k=1) - 1e-6).all()

@@ -35,3 +35,25 @@ def score_batches(
             parts.setdefault("disc", []).append(-real_logit)
             parts.setdefault("latent", []).append((z_real - z_fake).norm(dim=1))
     return {name: torch.cat(values).float().cpu().numpy() for name, values in parts.items()}
+
+
+@torch.inference_mode()
+def encoder_codes(generator: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """The generator's bottleneck code of each image, (N, D); needs a generator with an ``encoder``."""
+    generator.eval()
+    encoder = generator.get_submodule("encoder")
+    device = next(generator.parameters()).device
+    codes = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+        codes.append(encoder(x).flatten(1))
+    return torch.cat(codes).float().cpu()
+
+
+def knn_distance(queries: torch.Tensor, bank: torch.Tensor, k: int = 5, chunk: int = 1024) -> np.ndarray:
+    """Mean Euclidean distance of each query to its ``k`` nearest rows of ``bank``."""
+    parts = [
+        torch.cdist(queries[s : s + chunk], bank).topk(k, dim=1, largest=False).values.mean(dim=1)
+        for s in range(0, queries.shape[0], chunk)
+    ]
+    return torch.cat(parts).numpy()
