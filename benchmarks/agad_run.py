@@ -26,11 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import dev_set, write_result
 from trainer.agad.loop import TrainData, train_agad
-from trainer.agad.scoring import encoder_codes, knn_distance, score_batches
+from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance, score_batches
 from trainer.agad.variant import preset
 from trainer.cli import parse_variant_overrides
 from trainer.data import load_dataset
@@ -105,12 +104,17 @@ def main() -> None:
                 knn, reference_knn
             )
 
-    scorer = AnomalyScorer(result.generator, variant.score)
+    scorer = build_scorer(
+        result.generator,
+        variant.score,
+        data.train_images[data.train_labels == 0],
+        data.val_images[torch.from_numpy(data.val_labels == 0)],
+    )
     threshold = calibrate_threshold(dataset.val.labels, score_split(scorer, dataset.val))
     test_report = evaluation_report(
         dataset.test, score_split(scorer, dataset.test), threshold.value, dataset.hard_groups
     )
-    per_epoch = [r["test_auroc"][variant.score] for r in result.history]
+    per_epoch = [r["test_auroc"][variant.selection_score] for r in result.history]
     record: dict[str, Any] = {
         "label": args.label or variant.name,
         "score": variant.score,
@@ -133,7 +137,7 @@ def main() -> None:
             "threshold": threshold.as_dict(),
         },
         "best_epoch_on_test": {
-            "score": variant.score,
+            "score": variant.selection_score,
             "epoch": int(np.argmax(per_epoch)) + 1,
             "auroc": float(max(per_epoch)),
         },

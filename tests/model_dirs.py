@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from agad_stream.model.artifact import save_model
-from agad_stream.model.card import InputSpec, ModelCard, ScoreSpec, Threshold
+from agad_stream.model.card import MEMORY_METHODS, InputSpec, MemoryMethod, ModelCard, ScoreMethod, Threshold
 from agad_stream.model.generator import Architecture, build_generator
-from agad_stream.model.score import ScoreMethod
+from agad_stream.model.score import AnomalyScorer
 
 
 def make_model_dir(
@@ -24,12 +24,15 @@ def make_model_dir(
     arch: Architecture = "naive",
     size: int = 32,
     channels: int = 1,
-    score: ScoreMethod = "l2",
+    score: ScoreMethod | MemoryMethod = "l2",
     seed: int = 0,
     data: dict[str, Any] | None = None,
     version: str | None = None,
 ) -> Path:
-    """Write weights.safetensors + model.json of a randomly initialised generator into ``directory``."""
+    """Write weights.safetensors + model.json of a randomly initialised generator into ``directory``.
+
+    Memory scores get a memory of the codes of 40 random images and a made-up reference.
+    """
     torch.manual_seed(seed)
     generator = build_generator(arch, size, channels)
     with torch.no_grad():
@@ -40,12 +43,19 @@ def make_model_dir(
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.1)
+    memory = None
+    if score in MEMORY_METHODS:
+        generator.eval()
+        with torch.no_grad():
+            memory = generator.encoder(torch.rand(40, channels, size, size) * 2 - 1).flatten(1)
+    reference = {"l2": (10.0, 2.0), "knn_latent": (3.0, 0.5)}
+    scorer = AnomalyScorer(generator, score, memory=memory, reference=reference)
     card = ModelCard(
         model_version=version or f"test-{arch}-{size}-{score}",
         generator=arch,
         input=InputSpec(image_size=size, channels=channels, colour="gray" if channels == 1 else "rgb"),
-        score=ScoreSpec(method=score),
+        score=scorer.spec(),
         threshold=Threshold(value=1.0, method="fixed for tests"),
         data=data or {"spec": "fmnist:0", "seed": 0},
     )
-    return save_model(directory, card, generator.state_dict())
+    return save_model(directory, card, generator.state_dict(), memory)

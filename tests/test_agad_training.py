@@ -13,7 +13,7 @@ from agad_stream.model.generator import build_generator
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
-from trainer.agad.scoring import encoder_codes, knn_distance
+from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
 from trainer.agad.variant import preset
 
 
@@ -136,3 +136,15 @@ def test_latent_knn_distance_is_zero_for_bank_members_and_grows_away_from_them()
     assert (shifted > 10.0 - 1e-3).all()
     # k nearest: the mean over more neighbours is never below the nearest one.
     assert (knn_distance(codes[8:], bank, k=3) >= knn_distance(codes[8:], bank, k=1) - 1e-6).all()
+
+
+def test_build_scorer_gives_memory_scores_their_memory_and_validation_reference() -> None:
+    generator = build_generator("naive", 32, 1).eval()
+    train, val = torch.rand(20, 1, 32, 32) * 2 - 1, torch.rand(9, 1, 32, 32) * 2 - 1
+    scorer = build_scorer(generator, "l2+knn_latent", train, val)
+    assert scorer.memory is not None and scorer.memory.shape == (20, 100)
+    with torch.inference_mode():
+        scores, _ = scorer(val)
+    # Standardised on validation normals: on those very images the summed score has mean ~0.
+    assert abs(float(scores.mean())) < 1e-3
+    assert build_scorer(generator, "l2", train, val).memory is None

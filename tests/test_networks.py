@@ -7,7 +7,7 @@ import torch
 
 from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
-from agad_stream.model.score import AnomalyScorer, anomaly_score, heatmap
+from agad_stream.model.score import AnomalyScorer, anomaly_score, heatmap, latent_knn
 
 # Paper, Table 8: parameters at 32x32 grayscale.
 PAPER_PARAMETERS = {"naive": 2.04e6, "unet": 7.76e6, "unetpp": 9.04e6}
@@ -72,3 +72,25 @@ def test_scorer_returns_scores_and_heatmaps_of_input_size() -> None:
         scores, heat = scorer(torch.randn(5, 3, 32, 32))
     assert scores.shape == (5,)
     assert heat.shape == (5, 1, 32, 32)
+
+
+def test_memory_scores_need_an_encoder_bottleneck_and_a_memory() -> None:
+    memory = torch.randn(10, 100)
+    reference = {"l2": (1.0, 1.0), "knn_latent": (1.0, 1.0)}
+    with pytest.raises(ValueError, match="encoder bottleneck"):
+        AnomalyScorer(build_generator("unet", 32, 1), "knn_latent", memory=memory)
+    with pytest.raises(ValueError, match="latent memory"):
+        AnomalyScorer(build_generator("naive", 32, 1), "knn_latent")
+    with pytest.raises(ValueError, match="validation reference"):
+        AnomalyScorer(build_generator("naive", 32, 1), "l2+knn_latent", memory=memory)
+    scorer = AnomalyScorer(
+        build_generator("naive", 32, 1), "l2+knn_latent", memory=memory, reference=reference
+    )
+    assert scorer.spec().reference == reference and scorer.spec().memory_k == 5
+
+
+def test_latent_knn_matches_pairwise_distances() -> None:
+    codes, memory = torch.randn(7, 100), torch.randn(30, 100)
+    expected = torch.cdist(codes, memory, compute_mode="donot_use_mm_for_euclid_dist")
+    expected = expected.sort(dim=1).values[:, :5].mean(dim=1)
+    torch.testing.assert_close(latent_knn(codes, memory, 5), expected, rtol=1e-4, atol=1e-4)

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from agad_stream.errors import AgadError
-from agad_stream.model.artifact import InputSpec, ModelCard, ScoreSpec, Threshold, load_scorer, save_model
+from agad_stream.model.artifact import InputSpec, ModelCard, Threshold, load_scorer, save_model
 from agad_stream.model.generator import ARCHITECTURES
 from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
 from trainer.agad.loop import TrainData, train_agad
+from trainer.agad.scoring import build_scorer
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.data import DataSet, Split, load_dataset
 from trainer.evaluate import evaluation_report, score_split, write_plots
@@ -151,7 +152,12 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         device=device,
     )
-    scorer = AnomalyScorer(result.generator.cpu(), variant.score)
+    scorer = build_scorer(
+        result.generator.cpu(),
+        variant.score,
+        data.train_images[data.train_labels == 0],
+        data.val_images[torch.from_numpy(data.val_labels == 0)],
+    )
     card = _model_card(
         args,
         variant,
@@ -161,7 +167,7 @@ def run_train(args: argparse.Namespace) -> int:
         result.history,
         {"seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second, 1)},
     )
-    save_model(args.out, card, result.generator_state())
+    save_model(args.out, card, result.generator_state(), scorer.memory)
     checkpoint.unlink(missing_ok=True)
     if args.json:
         print(card.model_dump_json(indent=2))
@@ -198,7 +204,7 @@ def _model_card(
             channels=dataset.channels,
             colour="gray" if dataset.channels == 1 else "rgb",
         ),
-        score=ScoreSpec(method=variant.score),
+        score=scorer.spec(),
         threshold=Threshold(**threshold.as_dict()),
         score_statistics={
             "val_normal_mean": float(normal_val.mean()),

@@ -1,9 +1,8 @@
 """The PyTorch backend: the reference every other backend is checked against.
 
 On a CPU it runs the model exactly as trained (float32). On a GPU it runs the generator in half
-precision with channels-last tensors (what tensor cores want) but computes the score and heat-map
-from a float32 reconstruction: the L2 score sums up to 200k squared residuals at 256 px colour,
-more than float16 can hold.
+precision with channels-last tensors (what tensor cores want); the scorer computes the score and
+heat-map from a float32 reconstruction (see :class:`~agad_stream.model.score.AnomalyScorer`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import torch
 from agad_stream.errors import AgadError
 from agad_stream.inference.base import Prediction, check_batch
 from agad_stream.model.artifact import load_scorer
-from agad_stream.model.score import anomaly_score, heatmap
 
 
 class TorchBackend:
@@ -65,11 +63,5 @@ class TorchBackend:
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
-            if self.half:
-                reconstruction = self.generator(x.half()).float()
-                s = self.scorer
-                scores = anomaly_score(x, reconstruction, s.method, s.topk_fraction, s.pool_size)
-                maps = heatmap(x, reconstruction)
-            else:
-                scores, maps = self.scorer(x)
+            scores, maps = self.scorer(x)
             return scores.cpu().numpy(), np.ascontiguousarray(maps.cpu().numpy()) if heatmaps else None

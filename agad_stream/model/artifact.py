@@ -31,14 +31,22 @@ __all__ = [
 ]
 
 WEIGHTS = "weights.safetensors"
+MEMORY_KEY = "score.memory"
+"""Where the weights file keeps the latent memory (codes of training normals) of a memory score."""
 
 
-def save_model(directory: Path, card: ModelCard, generator_state: dict[str, torch.Tensor]) -> Path:
-    """Write weights and card into ``directory`` (created if needed)."""
+def save_model(
+    directory: Path,
+    card: ModelCard,
+    generator_state: dict[str, torch.Tensor],
+    memory: torch.Tensor | None = None,
+) -> Path:
+    """Write weights (and the latent memory of a memory score) and card into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in generator_state.items()}, str(directory / WEIGHTS)
-    )
+    tensors = dict(generator_state)
+    if memory is not None:
+        tensors[MEMORY_KEY] = memory
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / WEIGHTS))
     (directory / CARD).write_text(card.model_dump_json(indent=2) + "\n")
     return directory
 
@@ -49,10 +57,24 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise AgadError(f"{directory} has no {WEIGHTS}; the model directory is incomplete")
+    state = load_file(str(weights), device=str(device))
+    memory = state.pop(MEMORY_KEY, None)
     generator = build_generator(card.generator, card.input.image_size, card.input.channels)
     try:
-        generator.load_state_dict(load_file(str(weights), device=str(device)))
+        generator.load_state_dict(state)
     except RuntimeError as exc:
         raise AgadError(f"{weights} does not match the architecture in {CARD}: {exc}") from None
-    scorer = AnomalyScorer(generator, card.score.method, card.score.topk_fraction, card.score.pool_size)
+    spec = card.score
+    try:
+        scorer = AnomalyScorer(
+            generator,
+            spec.method,
+            spec.topk_fraction,
+            spec.pool_size,
+            memory=memory,
+            memory_k=spec.memory_k,
+            reference=spec.reference,
+        )
+    except ValueError as exc:
+        raise AgadError(f"{directory}: {exc}; retrain or re-save the model") from None
     return scorer.to(device).eval(), card

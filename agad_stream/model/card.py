@@ -26,6 +26,10 @@ Architecture = Literal["naive", "unet", "unetpp"]
 ARCHITECTURES: tuple[Architecture, ...] = ("naive", "unet", "unetpp")
 ScoreMethod = Literal["l2", "topk", "maxpool"]
 SCORE_METHODS: tuple[ScoreMethod, ...] = ("l2", "topk", "maxpool")
+"""Scores computed from the reconstruction residual alone."""
+MemoryMethod = Literal["knn_latent", "l2+knn_latent"]
+MEMORY_METHODS: tuple[MemoryMethod, ...] = ("knn_latent", "l2+knn_latent")
+"""Scores that also look up the image's code in the latent memory (codes of training normals)."""
 
 
 class InputSpec(BaseModel):
@@ -36,9 +40,14 @@ class InputSpec(BaseModel):
 
 
 class ScoreSpec(BaseModel):
-    method: ScoreMethod = "l2"
+    method: ScoreMethod | MemoryMethod = "l2"
     topk_fraction: float = 0.01
     pool_size: int = 4
+    memory_k: int = Field(5, description="neighbours averaged by the latent memory scores")
+    reference: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="mean and standard deviation of each part of a summed score on validation normals",
+    )
 
 
 class Threshold(BaseModel):

@@ -3,15 +3,23 @@
 The paper scores with the L2 norm of the reconstruction error. The per-pixel residual doubles as
 the operator's heat-map. ``topk`` and ``maxpool`` focus the score on the worst region, which
 matters when a defect covers a few percent of a large frame.
+
+The memory scores also ask how far the generator's code of the image lies from the codes of
+training normals (``knn_latent``): a code among normal ones means a normal-looking part even
+where the decoder reconstructs an anomaly well. ``l2+knn_latent`` adds both, each standardised by
+its mean and spread on validation normals.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agad_stream.model.card import SCORE_METHODS, ScoreMethod
+from agad_stream.model.card import MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod, ScoreSpec
 
 
 def heatmap(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
@@ -39,26 +47,87 @@ def anomaly_score(
     raise ValueError(f"unknown score {method!r}; choose one of {', '.join(SCORE_METHODS)}")
 
 
+def latent_knn(codes: torch.Tensor, memory: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Mean Euclidean distance of each code (B, D) to its ``k`` nearest rows of ``memory`` (M, D).
+
+    Written as a matrix product rather than ``torch.cdist`` so that it exports to ONNX.
+    """
+    squared = codes.pow(2).sum(dim=1, keepdim=True) - 2 * codes @ memory.T + memory.pow(2).sum(dim=1)
+    return squared.clamp_min(0).sqrt().topk(k, dim=1, largest=False).values.mean(dim=1)
+
+
 class AnomalyScorer(nn.Module):
     """Generator plus score in one module: what is exported to ONNX and what every backend runs.
 
     ``forward(x)`` takes a preprocessed batch in [-1, 1] and returns ``(scores, heatmaps)``.
+    Memory scores need ``memory`` (codes of training normals, (M, D)) and a generator with an
+    ``encoder`` and a ``decoder`` (the naive one); ``l2+knn_latent`` also needs ``reference``.
     """
 
     def __init__(
         self,
         generator: nn.Module,
-        method: ScoreMethod = "l2",
+        method: ScoreMethod | MemoryMethod = "l2",
         topk_fraction: float = 0.01,
         pool_size: int = 4,
+        *,
+        memory: torch.Tensor | None = None,
+        memory_k: int = 5,
+        reference: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         super().__init__()
+        if method not in SCORE_METHODS + MEMORY_METHODS:
+            choices = ", ".join(SCORE_METHODS + MEMORY_METHODS)
+            raise ValueError(f"unknown score {method!r}; choose one of {choices}")
         self.generator = generator
-        self.method: ScoreMethod = method
+        self.method = method
         self.topk_fraction = topk_fraction
         self.pool_size = pool_size
+        self.memory_k = memory_k
+        self.reference = dict(reference or {})
+        self.memory: torch.Tensor | None
+        if method in MEMORY_METHODS:
+            if not all(hasattr(generator, part) for part in ("encoder", "decoder")):
+                raise ValueError(
+                    f"score {method} needs a generator with an encoder bottleneck (naive); "
+                    f"{type(generator).__name__} has none"
+                )
+            if memory is None or memory.ndim != 2 or memory.shape[0] < memory_k:
+                raise ValueError(f"score {method} needs a latent memory of at least {memory_k} codes")
+            missing = {"l2", "knn_latent"} - set(self.reference)
+            if method == "l2+knn_latent" and missing:
+                raise ValueError(f"score {method} needs the validation reference of {sorted(missing)}")
+        self.register_buffer("memory", memory if method in MEMORY_METHODS else None)
+
+    def spec(self) -> ScoreSpec:
+        """The score's part of the model card."""
+        return ScoreSpec(
+            method=self.method,
+            topk_fraction=self.topk_fraction,
+            pool_size=self.pool_size,
+            memory_k=self.memory_k,
+            reference=self.reference,
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        reconstruction = self.generator(x)
-        scores = anomaly_score(x, reconstruction, self.method, self.topk_fraction, self.pool_size)
+        # The generator may run in half precision (torch backend on a GPU); scores never do: an L2
+        # over 200k squared residuals at 256 px colour is more than float16 can hold.
+        dtype = next(self.generator.parameters()).dtype
+        if self.memory is None:
+            reconstruction = self.generator(x.to(dtype)).float()
+            method = cast(ScoreMethod, self.method)
+            scores = anomaly_score(x, reconstruction, method, self.topk_fraction, self.pool_size)
+            return scores, heatmap(x, reconstruction)
+        code = cast(nn.Module, self.generator.encoder)(x.to(dtype))
+        reconstruction = cast(nn.Module, self.generator.decoder)(code).float()
+        knn = latent_knn(code.flatten(1).float(), self.memory, self.memory_k)
+        if self.method == "knn_latent":
+            return knn, heatmap(x, reconstruction)
+        scores = self._standardised("l2", anomaly_score(x, reconstruction)) + self._standardised(
+            "knn_latent", knn
+        )
         return scores, heatmap(x, reconstruction)
+
+    def _standardised(self, part: str, values: torch.Tensor) -> torch.Tensor:
+        mean, std = self.reference[part]
+        return (values - mean) / std

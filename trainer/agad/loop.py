@@ -273,9 +273,9 @@ def _evaluate_epoch(
     record: dict[str, Any] = {}
     val = score_batches(generator, data.val_images, discriminator)
     normal = data.val_labels == 0
-    record["val_normal_score"] = float(val[variant.score][normal].mean())
+    record["val_normal_score"] = float(val[variant.selection_score][normal].mean())
     if (data.val_labels == 1).any():
-        record["val_auroc"] = auroc(data.val_labels, val[variant.score])
+        record["val_auroc"] = auroc(data.val_labels, val[variant.selection_score])
     if data.test_images is not None and data.test_labels is not None:
         test = score_batches(generator, data.test_images, discriminator)
         record["test_auroc"] = {name: auroc(data.test_labels, scores) for name, scores in test.items()}

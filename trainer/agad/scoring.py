@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agad_stream.model.score import SCORE_METHODS, anomaly_score
+from agad_stream.model.card import MEMORY_METHODS, MemoryMethod, ScoreMethod
+from agad_stream.model.score import SCORE_METHODS, AnomalyScorer, anomaly_score, latent_knn
 
 
 @torch.inference_mode()
@@ -51,9 +52,32 @@ def encoder_codes(generator: nn.Module, images: torch.Tensor, batch_size: int = 
 
 
 def knn_distance(queries: torch.Tensor, bank: torch.Tensor, k: int = 5, chunk: int = 1024) -> np.ndarray:
-    """Mean Euclidean distance of each query to its ``k`` nearest rows of ``bank``."""
-    parts = [
-        torch.cdist(queries[s : s + chunk], bank).topk(k, dim=1, largest=False).values.mean(dim=1)
-        for s in range(0, queries.shape[0], chunk)
-    ]
+    """Mean Euclidean distance of each query to its ``k`` nearest rows of ``bank``, in chunks."""
+    parts = [latent_knn(queries[s : s + chunk], bank, k) for s in range(0, queries.shape[0], chunk)]
     return torch.cat(parts).numpy()
+
+
+def build_scorer(
+    generator: nn.Module,
+    method: ScoreMethod | MemoryMethod,
+    train_normal: torch.Tensor,
+    val_normal: torch.Tensor,
+    k: int = 5,
+) -> AnomalyScorer:
+    """The deployable scorer of a trained generator; memory scores get their memory and reference.
+
+    The memory holds the codes of all training normals; the reference is the mean and spread of
+    each part of the score on validation normals, so that the parts weigh alike when summed.
+    """
+    if method not in MEMORY_METHODS:
+        return AnomalyScorer(generator, method)
+    memory = encoder_codes(generator, train_normal)
+    val_l2 = score_batches(generator, val_normal)["l2"]
+    val_knn = knn_distance(encoder_codes(generator, val_normal), memory, k)
+    reference = {
+        "l2": (float(val_l2.mean()), float(val_l2.std() + 1e-12)),
+        "knn_latent": (float(val_knn.mean()), float(val_knn.std() + 1e-12)),
+    }
+    device = next(generator.parameters()).device
+    scorer = AnomalyScorer(generator, method, memory=memory.to(device), memory_k=k, reference=reference)
+    return scorer.eval()

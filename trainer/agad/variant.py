@@ -8,10 +8,10 @@ chosen by the measured ablation in docs/RESULTS.md, never by test labels.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from agad_stream.model.card import SCORE_METHODS, MemoryMethod, ScoreMethod
 from agad_stream.model.generator import Architecture
-from agad_stream.model.score import ScoreMethod
 from trainer.agad.batchnorm import BatchNormMode
 
 LatentLoss = Literal["norm", "mse"]
@@ -38,10 +38,15 @@ class Variant:
     batch_size: int = 256
     anomalies_per_batch: int = 32  # paper: at least 32 of 256 in supervised batches
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses (GANomaly family)
-    score: ScoreMethod = "l2"  # paper: L2 of the reconstruction error
+    score: ScoreMethod | MemoryMethod = "l2"  # paper: L2 of the reconstruction error
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def selection_score(self) -> ScoreMethod:
+        """The score that chooses the epoch: a memory score is only built after training, so l2."""
+        return cast(ScoreMethod, self.score) if self.score in SCORE_METHODS else "l2"
 
     @property
     def adversarial(self) -> bool:
