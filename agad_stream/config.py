@@ -108,7 +108,9 @@ class ScorerSettings(BaseModel):
     threshold: float | None = Field(None, description="overrides the model's calibrated threshold")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus metrics; 0 turns them off")
     session_timeout_ms: int = Field(
-        10_000, ge=1000, le=300_000,
+        10_000,
+        ge=1000,
+        le=300_000,
         description="a worker silent this long is dropped from the group and its partitions move on",
     )
     log_format: Literal["text", "json"] = Field(
@@ -192,7 +194,7 @@ def _unparsable_groups(message: str) -> list[str]:
         upper = name.upper()
         if upper != group and not upper.startswith(group + ENV_NESTED_DELIMITER):
             continue
-        parts = upper[len(ENV_PREFIX):].lower().split(ENV_NESTED_DELIMITER)
+        parts = upper[len(ENV_PREFIX) :].lower().split(ENV_NESTED_DELIMITER)
         if not _names_a_group(parts):
             continue
         try:
