@@ -63,6 +63,8 @@ IDLE_POLL_MS = 200.0
 """How long an idle worker waits in one poll: also how soon it notices a stop signal."""
 BACKOFF_S = (0.1, 10.0)
 """First and longest wait between retries of outputs that failed."""
+HEARTBEAT_MS = 1000
+"""Longest interval between heartbeats (a third of the session timeout when that is shorter)."""
 SEND_WAIT_S = 30.0
 """How long one attempt waits for the broker to acknowledge a batch's records."""
 
@@ -111,7 +113,8 @@ class Worker(ConsumerRebalanceListener):
             auto_offset_reset="earliest",
             max_poll_records=scorer.max_batch,
             session_timeout_ms=scorer.session_timeout_ms,
-            heartbeat_interval_ms=max(scorer.session_timeout_ms // 3, 100),
+            # Members learn of a rebalance on their next heartbeat; every commit waits until then.
+            heartbeat_interval_ms=min(max(scorer.session_timeout_ms // 3, 100), HEARTBEAT_MS),
         )
         self.producer = KafkaProducer(
             **options, acks="all", linger_ms=2, delivery_timeout_ms=int(SEND_WAIT_S * 1000) + 5000
@@ -144,10 +147,12 @@ class Worker(ConsumerRebalanceListener):
     def run(self) -> None:
         """Serve until :attr:`stopping` is set; then finish the batch, commit and leave the group."""
         self.review.ensure_group()
-        # Know the topic's partitions before joining: a member that joins without them is assigned
-        # nothing and may wait for the next metadata refresh (minutes) to ask again.
-        self.consumer.partitions_for_topic(self.topics.frames)
         self.consumer.subscribe([self.topics.frames], listener=self)
+        # Fetch metadata after subscribing and before joining. A group leader that joins without
+        # the subscribed topic's metadata assigns the partitions, then sees the metadata change
+        # and starts a second rebalance, which stalls every member's commits until all have
+        # heard of it on a heartbeat. A member without the partitions would be assigned nothing.
+        self.consumer.topics()
         log.info(
             "scoring %s with model %s (%s %s), batches of up to %d frames or %.0f ms",
             self.topics.frames,
@@ -172,7 +177,7 @@ class Worker(ConsumerRebalanceListener):
                 if self.batcher.ready():
                     self._process(self.batcher.take())
             self._process(self.batcher.take())
-            self._flush_commits()
+            self._finish_commits()
         finally:
             self.close()
         log.info(
@@ -374,6 +379,26 @@ class Worker(ConsumerRebalanceListener):
             if tp not in self._uncommitted or self._uncommitted[tp].offset <= record.offset:
                 self._uncommitted[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
         self._flush_commits()
+
+    def _finish_commits(self) -> None:
+        """Before leaving: commit what is stored, polling (paused) through a rebalance under way.
+
+        Gives up after the session timeout: the new owners then score the uncommitted frames again.
+        """
+        deadline = time.monotonic() + self.settings.scorer.session_timeout_ms / 1000
+        self._flush_commits()
+        if self._uncommitted:
+            self.consumer.pause(*self.consumer.assignment())
+        while self._uncommitted and time.monotonic() < deadline:
+            for tp, records in self.consumer.poll(timeout_ms=IDLE_POLL_MS).items():
+                self.consumer.seek(tp, records[0].offset)  # a new assignment's records: not ours to score
+            self._drop_lost()
+            self._flush_commits()
+        if self._uncommitted:
+            log.warning(
+                "leaving with %d partitions' offsets uncommitted; their last frames will be scored again",
+                len(self._uncommitted),
+            )
 
     def _flush_commits(self) -> None:
         if not self._uncommitted:
