@@ -148,3 +148,11 @@ def test_build_scorer_gives_memory_scores_their_memory_and_validation_reference(
     # Standardised on validation normals: on those very images the summed score has mean ~0.
     assert abs(float(scores.mean())) < 1e-3
     assert build_scorer(generator, "l2", train, val).memory is None
+
+
+def test_variant_refuses_choices_that_would_fail_after_training() -> None:
+    with pytest.raises(ValueError, match="score='l3'"):
+        preset("default", score="l3")
+    with pytest.raises(ValueError, match="naive generator"):
+        preset("default", arch="unet", score="knn_latent")
+    assert preset("default", score="l2+knn_latent").score == "l2+knn_latent"

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 BatchNormMode = Literal["shared", "separate", "recompute"]
+BATCHNORM_MODES: tuple[BatchNormMode, ...] = ("shared", "separate", "recompute")
 Route = Literal["main", "aux"]
 
 

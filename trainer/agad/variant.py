@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, cast
 
-from agad_stream.model.card import SCORE_METHODS, MemoryMethod, ScoreMethod
+from agad_stream.model.card import ARCHITECTURES, MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
 from agad_stream.model.generator import Architecture
-from trainer.agad.batchnorm import BatchNormMode
+from trainer.agad.batchnorm import BATCHNORM_MODES, BatchNormMode
 
 LatentLoss = Literal["norm", "mse"]
 
@@ -39,6 +39,20 @@ class Variant:
     anomalies_per_batch: int = 32  # paper: at least 32 of 256 in supervised batches
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses (GANomaly family)
     score: ScoreMethod | MemoryMethod = "l2"  # paper: L2 of the reconstruction error
+
+    def __post_init__(self) -> None:
+        """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
+        choices: dict[str, tuple[str, ...]] = {
+            "arch": ARCHITECTURES,
+            "latent_loss": ("norm", "mse"),
+            "batchnorm": BATCHNORM_MODES,
+            "score": SCORE_METHODS + MEMORY_METHODS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.score in MEMORY_METHODS and self.arch != "naive":
+            raise ValueError(f"score={self.score} needs the naive generator's code; arch is {self.arch}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
