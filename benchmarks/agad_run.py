@@ -26,10 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agad_stream.model.card import MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import dev_set, write_result
 from trainer.agad.loop import TrainData, train_agad
-from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance, score_batches
+from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
 from trainer.cli import parse_variant_overrides
 from trainer.data import load_dataset
@@ -89,26 +90,22 @@ def main() -> None:
                 scores["latent"], reference["latent"]
             )
 
+    train_normal = data.train_images[data.train_labels == 0]
+    train_anomalous = data.train_images[data.train_labels == 1]
+    val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
     if hasattr(result.generator, "encoder"):
-        # Memory score: distance of the generator's code to the codes of the nearest training
-        # normals, alone and added to the reconstruction error (both standardised on validation).
-        train_normal = data.train_images[data.train_labels == 0]
-        val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
-        bank = encoder_codes(result.generator, train_normal)
-        reference_l2 = score_batches(result.generator, val_normal)["l2"]
-        reference_knn = knn_distance(encoder_codes(result.generator, val_normal), bank)
-        for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
-            knn = knn_distance(encoder_codes(result.generator, tensors(images)), bank)
-            scores["knn_latent"] = knn
-            scores["l2+knn_latent"] = _standardise(scores["l2"], reference_l2) + _standardise(
-                knn, reference_knn
+        # The latent memory scores of the same generator (knn_contrast only with labelled anomalies).
+        for method in MEMORY_METHODS:
+            if method == "knn_contrast" and not len(train_anomalous):
+                continue
+            memory_scorer = build_scorer(
+                result.generator, method, train_normal, val_normal, train_anomalous=train_anomalous
             )
+            for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
+                scores[method] = _scores_of(memory_scorer, tensors(images))
 
     scorer = build_scorer(
-        result.generator,
-        variant.score,
-        data.train_images[data.train_labels == 0],
-        data.val_images[torch.from_numpy(data.val_labels == 0)],
+        result.generator, variant.score, train_normal, val_normal, train_anomalous=train_anomalous
     )
     threshold = calibrate_threshold(dataset.val.labels, score_split(scorer, dataset.val))
     test_report = evaluation_report(
@@ -152,6 +149,11 @@ def main() -> None:
         f"{path}: dev {record['dev']['auroc']}, test {record['test']['auroc']}, "
         f"selected epoch {result.best_epoch}, best-on-test {record['best_epoch_on_test']}"
     )
+
+
+@torch.inference_mode()
+def _scores_of(scorer: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    return torch.cat([scorer(batch)[0] for batch in images.split(512)]).numpy()
 
 
 def _standardise(values: np.ndarray, reference: np.ndarray) -> np.ndarray:

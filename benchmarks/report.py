@@ -25,8 +25,9 @@ PAPER_FMNIST = {
 PAPER_FMNIST_SUPERVISED_MEAN = {0.0: 99.9, 0.01: 100.0, 0.05: 100.0, 0.10: 100.0}
 FMNIST_CLASSES = range(10)
 # Scores recorded beside each AGAD run's own score; tables show them as extra rows of the same runs.
-ALTERNATIVE_SCORES = ("knn_latent", "l2+knn_latent")
-AGAD_SCORES = ("l2", *ALTERNATIVE_SCORES)
+ALTERNATIVE_SCORES = ("knn_latent", "l2+knn_latent", "knn_contrast")
+AGAD_SCORES = ("l2", *ALTERNATIVE_SCORES)  # knn_contrast last: it needs labelled anomalies
+UNSUPERVISED = "n/a (needs γ > 0)"
 
 
 def load(table: str) -> list[dict[str, Any]]:
@@ -77,7 +78,9 @@ def ablation_section() -> list[str]:
         "Scores: l2/topk/maxpool from the reconstruction; disc = D calls x fake; latent = distance of "
         "D's features of x and x̂; skip = Skip-GANomaly's 0.9·l2 + 0.1·latent; knn_latent (ours) = mean "
         "distance of G's bottleneck code to the 5 nearest codes of training normals; l2+knn_latent = "
-        "the sum of l2 and knn_latent, each standardised on validation normals.",
+        "the sum of l2 and knn_latent, each standardised on validation normals; knn_contrast (ours, "
+        "γ > 0) = log distance to the training normals' codes minus log distance to the labelled "
+        "anomalies' codes.",
         "",
     ]
     if not runs:
@@ -265,7 +268,8 @@ def targets_section() -> list[str]:
         (
             "Fashion-MNIST mean AUROC, γ = 0",
             "≥ 0.95",
-            *(_mean_over_classes(fmnist, agad, 0.0, score) for score in AGAD_SCORES),
+            *(_mean_over_classes(fmnist, agad, 0.0, score) for score in AGAD_SCORES[:-1]),
+            UNSUPERVISED,
             _baseline_cell(fmnist, "knn", 0.0, agad),
         ),
         (
@@ -277,7 +281,8 @@ def targets_section() -> list[str]:
         (
             "elpv AUROC, γ = 0 (64 px)",
             "≥ 0.80",
-            *(_elpv_cell(elpv, agad, 0.0, "auroc", score) for score in AGAD_SCORES),
+            *(_elpv_cell(elpv, agad, 0.0, "auroc", score) for score in AGAD_SCORES[:-1]),
+            UNSUPERVISED,
             _elpv_cell(elpv, "knn", 0.0, "auroc"),
         ),
         (
@@ -292,6 +297,7 @@ def targets_section() -> list[str]:
             _elpv_cell(elpv, agad, 0.05, "accuracy"),
             "—",
             "—",
+            "—",
             _elpv_cell(elpv, "classifier", 0.05, "accuracy"),
         ),
     ]
@@ -302,8 +308,8 @@ def targets_section() -> list[str]:
         "only. Baseline = raw-pixel 5-NN at γ = 0, the supervised CNN classifier at γ = 0.05. A mean over "
         "fewer than ten classes says how many were run.",
         "",
-        "| target | wanted | AGAD default, score l2 | knn_latent | l2+knn_latent | baseline |",
-        "|---|---|---|---|---|---|",
+        "| target | wanted | AGAD default, score l2 | knn_latent | l2+knn_latent | knn_contrast | baseline |",
+        "|---|---|---|---|---|---|---|",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
     ]

@@ -31,7 +31,8 @@ def make_model_dir(
 ) -> Path:
     """Write weights.safetensors + model.json of a randomly initialised generator into ``directory``.
 
-    Memory scores get a memory of the codes of 40 random images and a made-up reference.
+    Memory scores get a memory of the codes of 40 random images (``knn_contrast``: 8 more as
+    "defects") and a made-up reference.
     """
     torch.manual_seed(seed)
     generator = build_generator(arch, size, channels)
@@ -43,13 +44,14 @@ def make_model_dir(
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.1)
-    memory = None
+    memory = defect_memory = None
     if score in MEMORY_METHODS:
         generator.eval()
         with torch.no_grad():
-            memory = generator.encoder(torch.rand(40, channels, size, size) * 2 - 1).flatten(1)
+            codes = generator.encoder(torch.rand(48, channels, size, size) * 2 - 1).flatten(1)
+        memory, defect_memory = codes[:40], codes[40:]
     reference = {"l2": (10.0, 2.0), "knn_latent": (3.0, 0.5)}
-    scorer = AnomalyScorer(generator, score, memory=memory, reference=reference)
+    scorer = AnomalyScorer(generator, score, memory=memory, reference=reference, defect_memory=defect_memory)
     card = ModelCard(
         model_version=version or f"test-{arch}-{size}-{score}",
         generator=arch,
@@ -58,4 +60,4 @@ def make_model_dir(
         threshold=Threshold(value=1.0, method="fixed for tests"),
         data=data or {"spec": "fmnist:0", "seed": 0},
     )
-    return save_model(directory, card, generator.state_dict(), memory)
+    return save_model(directory, card, generator.state_dict(), memory, scorer.defect_memory)

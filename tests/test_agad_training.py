@@ -148,6 +148,14 @@ def test_build_scorer_gives_memory_scores_their_memory_and_validation_reference(
     # Standardised on validation normals: on those very images the summed score has mean ~0.
     assert abs(float(scores.mean())) < 1e-3
     assert build_scorer(generator, "l2", train, val).memory is None
+    defects = torch.rand(3, 1, 32, 32) * 2 - 1
+    contrast = build_scorer(generator, "knn_contrast", train, val, train_anomalous=defects)
+    assert contrast.defect_memory is not None and contrast.defect_memory.shape == (3, 100)
+    with torch.inference_mode():
+        near_defect, _ = contrast(defects)
+        near_normal, _ = contrast(train[:3])
+    # A labelled defect sits on its own code (distance ~0), a training normal on its own.
+    assert (near_defect > near_normal).all()
 
 
 def test_variant_refuses_choices_that_would_fail_after_training() -> None:

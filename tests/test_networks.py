@@ -83,6 +83,8 @@ def test_memory_scores_need_an_encoder_bottleneck_and_a_memory() -> None:
         AnomalyScorer(build_generator("naive", 32, 1), "knn_latent")
     with pytest.raises(ValueError, match="validation reference"):
         AnomalyScorer(build_generator("naive", 32, 1), "l2+knn_latent", memory=memory)
+    with pytest.raises(ValueError, match="labelled anomalies"):
+        AnomalyScorer(build_generator("naive", 32, 1), "knn_contrast", memory=memory)
     scorer = AnomalyScorer(
         build_generator("naive", 32, 1), "l2+knn_latent", memory=memory, reference=reference
     )

@@ -108,7 +108,7 @@ def test_parity_of_region_scores(
     )
 
 
-@pytest.mark.parametrize("score", ["knn_latent", "l2+knn_latent"])
+@pytest.mark.parametrize("score", ["knn_latent", "l2+knn_latent", "knn_contrast"])
 def test_parity_of_latent_memory_scores(
     exported: Exported, fmnist_images: Callable[[int], np.ndarray], score: MemoryMethod
 ) -> None:

@@ -157,6 +157,7 @@ def run_train(args: argparse.Namespace) -> int:
         variant.score,
         data.train_images[data.train_labels == 0],
         data.val_images[torch.from_numpy(data.val_labels == 0)],
+        train_anomalous=data.train_images[data.train_labels == 1],
     )
     card = _model_card(
         args,
@@ -167,7 +168,7 @@ def run_train(args: argparse.Namespace) -> int:
         result.history,
         {"seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second, 1)},
     )
-    save_model(args.out, card, result.generator_state(), scorer.memory)
+    save_model(args.out, card, result.generator_state(), scorer.memory, scorer.defect_memory)
     checkpoint.unlink(missing_ok=True)
     if args.json:
         print(card.model_dump_json(indent=2))

@@ -33,6 +33,8 @@ __all__ = [
 WEIGHTS = "weights.safetensors"
 MEMORY_KEY = "score.memory"
 """Where the weights file keeps the latent memory (codes of training normals) of a memory score."""
+DEFECT_MEMORY_KEY = "score.defect_memory"
+"""... and the codes of labelled anomalies, for ``knn_contrast``."""
 
 
 def save_model(
@@ -40,12 +42,15 @@ def save_model(
     card: ModelCard,
     generator_state: dict[str, torch.Tensor],
     memory: torch.Tensor | None = None,
+    defect_memory: torch.Tensor | None = None,
 ) -> Path:
-    """Write weights (and the latent memory of a memory score) and card into ``directory``."""
+    """Write weights (and the latent memories of a memory score) and card into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = dict(generator_state)
     if memory is not None:
         tensors[MEMORY_KEY] = memory
+    if defect_memory is not None:
+        tensors[DEFECT_MEMORY_KEY] = defect_memory
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / WEIGHTS))
     (directory / CARD).write_text(card.model_dump_json(indent=2) + "\n")
     return directory
@@ -59,6 +64,7 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
         raise AgadError(f"{directory} has no {WEIGHTS}; the model directory is incomplete")
     state = load_file(str(weights), device=str(device))
     memory = state.pop(MEMORY_KEY, None)
+    defect_memory = state.pop(DEFECT_MEMORY_KEY, None)
     generator = build_generator(card.generator, card.input.image_size, card.input.channels)
     try:
         generator.load_state_dict(state)
@@ -74,6 +80,7 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
             memory=memory,
             memory_k=spec.memory_k,
             reference=spec.reference,
+            defect_memory=defect_memory,
         )
     except ValueError as exc:
         raise AgadError(f"{directory}: {exc}; retrain or re-save the model") from None

@@ -27,8 +27,8 @@ ARCHITECTURES: tuple[Architecture, ...] = ("naive", "unet", "unetpp")
 ScoreMethod = Literal["l2", "topk", "maxpool"]
 SCORE_METHODS: tuple[ScoreMethod, ...] = ("l2", "topk", "maxpool")
 """Scores computed from the reconstruction residual alone."""
-MemoryMethod = Literal["knn_latent", "l2+knn_latent"]
-MEMORY_METHODS: tuple[MemoryMethod, ...] = ("knn_latent", "l2+knn_latent")
+MemoryMethod = Literal["knn_latent", "l2+knn_latent", "knn_contrast"]
+MEMORY_METHODS: tuple[MemoryMethod, ...] = ("knn_latent", "l2+knn_latent", "knn_contrast")
 """Scores that also look up the image's code in the latent memory (codes of training normals)."""
 
 

@@ -7,7 +7,9 @@ matters when a defect covers a few percent of a large frame.
 The memory scores also ask how far the generator's code of the image lies from the codes of
 training normals (``knn_latent``): a code among normal ones means a normal-looking part even
 where the decoder reconstructs an anomaly well. ``l2+knn_latent`` adds both, each standardised by
-its mean and spread on validation normals.
+its mean and spread on validation normals. Once operators have confirmed defects,
+``knn_contrast`` also remembers their codes and scores how much nearer an image lies to known
+defects than to good parts: log(distance to normals) − log(distance to defects).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class AnomalyScorer(nn.Module):
 
     ``forward(x)`` takes a preprocessed batch in [-1, 1] and returns ``(scores, heatmaps)``.
     Memory scores need ``memory`` (codes of training normals, (M, D)) and a generator with an
-    ``encoder`` and a ``decoder`` (the naive one); ``l2+knn_latent`` also needs ``reference``.
+    ``encoder`` and a ``decoder`` (the naive one); ``l2+knn_latent`` also needs ``reference``, and
+    ``knn_contrast`` ``defect_memory`` (codes of labelled anomalies).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class AnomalyScorer(nn.Module):
         memory: torch.Tensor | None = None,
         memory_k: int = 5,
         reference: Mapping[str, tuple[float, float]] | None = None,
+        defect_memory: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if method not in SCORE_METHODS + MEMORY_METHODS:
@@ -97,7 +101,14 @@ class AnomalyScorer(nn.Module):
             missing = {"l2", "knn_latent"} - set(self.reference)
             if method == "l2+knn_latent" and missing:
                 raise ValueError(f"score {method} needs the validation reference of {sorted(missing)}")
+            if method == "knn_contrast" and (defect_memory is None or len(defect_memory) == 0):
+                raise ValueError(
+                    f"score {method} needs codes of labelled anomalies: train with --gamma > 0 "
+                    "or with defect images in train/<defect>/"
+                )
         self.register_buffer("memory", memory if method in MEMORY_METHODS else None)
+        self.defect_memory: torch.Tensor | None
+        self.register_buffer("defect_memory", defect_memory if method == "knn_contrast" else None)
 
     def spec(self) -> ScoreSpec:
         """The score's part of the model card."""
@@ -123,6 +134,10 @@ class AnomalyScorer(nn.Module):
         knn = latent_knn(code.flatten(1).float(), self.memory, self.memory_k)
         if self.method == "knn_latent":
             return knn, heatmap(x, reconstruction)
+        if self.defect_memory is not None:
+            k = min(self.memory_k, self.defect_memory.shape[0])
+            to_defects = latent_knn(code.flatten(1).float(), self.defect_memory, k)
+            return knn.clamp_min(1e-6).log() - to_defects.clamp_min(1e-6).log(), heatmap(x, reconstruction)
         scores = self._standardised("l2", anomaly_score(x, reconstruction)) + self._standardised(
             "knn_latent", knn
         )

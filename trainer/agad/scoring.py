@@ -63,11 +63,13 @@ def build_scorer(
     train_normal: torch.Tensor,
     val_normal: torch.Tensor,
     k: int = 5,
+    train_anomalous: torch.Tensor | None = None,
 ) -> AnomalyScorer:
     """The deployable scorer of a trained generator; memory scores get their memory and reference.
 
-    The memory holds the codes of all training normals; the reference is the mean and spread of
-    each part of the score on validation normals, so that the parts weigh alike when summed.
+    The memory holds the codes of all training normals (``knn_contrast``: and of the labelled
+    anomalies); the reference is the mean and spread of each part of the score on validation
+    normals, so that the parts weigh alike when summed.
     """
     if method not in MEMORY_METHODS:
         return AnomalyScorer(generator, method)
@@ -78,6 +80,16 @@ def build_scorer(
         "l2": (float(val_l2.mean()), float(val_l2.std() + 1e-12)),
         "knn_latent": (float(val_knn.mean()), float(val_knn.std() + 1e-12)),
     }
+    defects = None
+    if method == "knn_contrast" and train_anomalous is not None and len(train_anomalous):
+        defects = encoder_codes(generator, train_anomalous)
     device = next(generator.parameters()).device
-    scorer = AnomalyScorer(generator, method, memory=memory.to(device), memory_k=k, reference=reference)
+    scorer = AnomalyScorer(
+        generator,
+        method,
+        memory=memory.to(device),
+        memory_k=k,
+        reference=reference,
+        defect_memory=None if defects is None else defects.to(device),
+    )
     return scorer.eval()
