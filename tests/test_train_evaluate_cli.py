@@ -135,6 +135,8 @@ def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -
                 "batch_size=16",
                 "--set",
                 "anomalies_per_batch=4",
+                "--set",
+                "score=knn_contrast",
                 "--no-progress",
             ]
         )
@@ -143,6 +145,26 @@ def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -
     card = json.loads((model / "model.json").read_text())
     assert card["threshold"]["method"] == "f1_optimal"
     assert card["training"]["selection"] == "val_auroc"
+    # The labelled defects' codes travel with the model and score what was saved.
+    scorer, loaded = load_scorer(model)
+    assert loaded.score.method == "knn_contrast"
+    assert scorer.memory is not None and scorer.defect_memory is not None
+    assert len(scorer.defect_memory) == card["data"]["splits"]["train"]["anomalous"]
+
+
+def test_contrast_score_without_labelled_defects_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "parts"
+    _write_folder(data)
+    for defect in (data / "train" / "scratch").iterdir():
+        defect.unlink()
+    status = main(
+        ["train", "--data", f"folder:{data}", "--out", str(tmp_path / "m"), "--set", "score=knn_contrast"]
+    )
+    assert status == 2
+    assert "add --gamma" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "checkpoint.pt").exists()
 
 
 def test_bad_variant_override_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

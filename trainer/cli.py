@@ -128,6 +128,11 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(
         args.data, args.image_size, gamma=args.gamma, seed=args.seed, channels=args.channels
     )
+    if variant.score == "knn_contrast" and not (dataset.train.labels == 1).any():
+        raise AgadError(
+            f"score knn_contrast compares with labelled defects, and {args.data} gives none for "
+            "training: add --gamma (e.g. 0.05) or defect images in train/<defect>/, or choose another score"
+        )
     data = TrainData(
         _tensors(dataset.train),
         torch.from_numpy(dataset.train.labels),
