@@ -330,8 +330,7 @@ class Worker(ConsumerRebalanceListener):
                     log.warning("outputs not stored; pausing intake and retrying with backoff")
                     self.consumer.pause(*self.consumer.assignment())
                     self._stalled = True
-                for tp, records in self.consumer.poll(timeout_ms=delay * 1000).items():
-                    self.consumer.seek(tp, records[0].offset)  # a racing assignment's records: read later
+                self._poll_without_taking(delay * 1000)
                 delay = min(delay * 2, BACKOFF_S[1])
         finally:
             if self._stalled:
@@ -390,8 +389,7 @@ class Worker(ConsumerRebalanceListener):
         if self._uncommitted:
             self.consumer.pause(*self.consumer.assignment())
         while self._uncommitted and time.monotonic() < deadline:
-            for tp, records in self.consumer.poll(timeout_ms=IDLE_POLL_MS).items():
-                self.consumer.seek(tp, records[0].offset)  # a new assignment's records: not ours to score
+            self._poll_without_taking(IDLE_POLL_MS)
             self._drop_lost()
             self._flush_commits()
         if self._uncommitted:
@@ -399,6 +397,11 @@ class Worker(ConsumerRebalanceListener):
                 "leaving with %d partitions' offsets uncommitted; their last frames will be scored again",
                 len(self._uncommitted),
             )
+
+    def _poll_without_taking(self, timeout_ms: float) -> None:
+        """Poll to stay in the group while paused; records of a racing assignment are read later."""
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+            self.consumer.seek(tp, records[0].offset)
 
     def _flush_commits(self) -> None:
         if not self._uncommitted:

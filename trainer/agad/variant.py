@@ -8,7 +8,7 @@ chosen by the measured ablation in docs/RESULTS.md, never by test labels.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from agad_stream.model.card import ARCHITECTURES, MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
 from agad_stream.model.generator import Architecture
@@ -44,7 +44,7 @@ class Variant:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
         choices: dict[str, tuple[str, ...]] = {
             "arch": ARCHITECTURES,
-            "latent_loss": ("norm", "mse"),
+            "latent_loss": get_args(LatentLoss),
             "batchnorm": BATCHNORM_MODES,
             "score": SCORE_METHODS + MEMORY_METHODS,
         }
