@@ -53,6 +53,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--keep-weights",
+        type=Path,
+        help="also save G and D of the chosen epoch here (a .pt file, never committed)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -75,6 +80,11 @@ def main() -> None:
     result = train_agad(
         data, variant, image_size=args.image_size, epochs=args.epochs, seed=args.seed, progress=False
     )
+
+    if args.keep_weights:
+        args.keep_weights.parent.mkdir(parents=True, exist_ok=True)
+        networks = {"generator": result.generator, "discriminator": result.discriminator}
+        torch.save({k: v.state_dict() for k, v in networks.items() if v is not None}, args.keep_weights)
 
     dev_images, dev_labels = dev_set(dataset)
     dev_scores = score_batches(result.generator, tensors(dev_images), result.discriminator)

@@ -27,6 +27,8 @@ FMNIST_CLASSES = range(10)
 # Scores recorded beside each AGAD run's own score; tables show them as extra rows of the same runs.
 ALTERNATIVE_SCORES = ("knn_latent", "l2+knn_latent", "knn_contrast")
 AGAD_SCORES = ("l2", *ALTERNATIVE_SCORES)  # knn_contrast last: it needs labelled anomalies
+# Rows the issue asks for in both Fashion-MNIST tables; shown as "not run" until a run exists.
+PLANNED_FMNIST_ROWS = ("agad-default, score l2", "agad-faithful, score l2")
 UNSUPERVISED = "n/a (needs γ > 0)"
 
 
@@ -149,7 +151,14 @@ def fmnist_section() -> list[str]:
             "| method | " + " | ".join(str(c) for c in FMNIST_CLASSES) + " | mean |",
             "|" + "---|" * 12,
         ]
-        for label, cells in sorted(by_gamma[gamma].items()):
+        rows = {
+            label: cells
+            for label, cells in by_gamma[gamma].items()
+            if any(v is not None for v in cells.values())
+        }
+        for label in PLANNED_FMNIST_ROWS:
+            rows.setdefault(label, {})
+        for label, cells in sorted(rows.items()):
             values = [cells.get(c) for c in FMNIST_CLASSES]
             done = [v for v in values if v is not None]
             mean_cell = fmt(mean(done)) if len(done) == len(values) else f"({len(done)}/10 classes run)"
@@ -189,9 +198,10 @@ def elpv_section() -> list[str]:
     if not runs:
         return [*lines, "No elpv run recorded yet.", ""]
     lines += [
-        "| method | γ | px | AUROC (1.0) | AUROC (0.667) | AUROC (0.333) | accuracy | F1 "
-        "| AUROC (1.0) knn_latent | AUROC (1.0) l2+knn_latent | epochs | wall s |",
-        "|" + "---|" * 12,
+        "| method | γ | px | AUROC (1.0) | AUROC (0.667) | AUROC (0.333) | accuracy | F1 | "
+        + "".join(f"AUROC (1.0) {score} | " for score in ALTERNATIVE_SCORES)
+        + "epochs | wall s |",
+        "|" + "---|" * (10 + len(ALTERNATIVE_SCORES)),
     ]
     for run in sorted(runs, key=lambda r: (r["gamma"], r["label"])):
         groups = run["test"]["at_threshold"]["groups"]
