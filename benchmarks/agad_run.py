@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agad_stream.model.card import MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
-from benchmarks.common import dev_set, write_result
+from benchmarks.common import at_balanced_threshold, dev_set, write_result
 from trainer.agad.loop import TrainData, train_agad
 from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
@@ -117,10 +117,9 @@ def main() -> None:
     scorer = build_scorer(
         result.generator, variant.score, train_normal, val_normal, train_anomalous=train_anomalous
     )
-    threshold = calibrate_threshold(dataset.val.labels, score_split(scorer, dataset.val))
-    test_report = evaluation_report(
-        dataset.test, score_split(scorer, dataset.test), threshold.value, dataset.hard_groups
-    )
+    val_scores, test_split_scores = score_split(scorer, dataset.val), score_split(scorer, dataset.test)
+    threshold = calibrate_threshold(dataset.val.labels, val_scores)
+    test_report = evaluation_report(dataset.test, test_split_scores, threshold.value, dataset.hard_groups)
     per_epoch = [r["test_auroc"][variant.selection_score] for r in result.history]
     record: dict[str, Any] = {
         "label": args.label or variant.name,
@@ -142,6 +141,7 @@ def main() -> None:
             "auroc": {k: auroc(headline.labels, v) for k, v in test_scores.items()},
             "at_threshold": test_report,
             "threshold": threshold.as_dict(),
+            "at_balanced_threshold": at_balanced_threshold(dataset, val_scores, test_split_scores),
         },
         "best_epoch_on_test": {
             "score": variant.selection_score,

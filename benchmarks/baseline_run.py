@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dev_set, write_result
+from benchmarks.common import at_balanced_threshold, dev_set, write_result
 from trainer.baselines import classifier_scores, knn_scores, pca_scores, train_classifier
 from trainer.data import load_dataset
 from trainer.evaluate import evaluation_report
@@ -85,6 +85,7 @@ def main() -> None:
             "auroc": {args.method: report["auroc"]},
             "at_threshold": report,
             "threshold": threshold.as_dict(),
+            "at_balanced_threshold": at_balanced_threshold(dataset, val_scores, test_scores),
         },
         "wall_seconds": round(time.perf_counter() - started, 1),
         "data_summary": dataset.summary(),

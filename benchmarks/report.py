@@ -191,17 +191,21 @@ def elpv_section() -> list[str]:
         "train/val/test; probability-1.0 cells 40 % labelled pool / 60 % test; 0.333 and 0.667 cells "
         "all in test, reported apart. Headline AUROC = probability 1.0 against held-out normals. "
         "Accuracy, F1 at the threshold calibrated on validation (F1-optimal with labelled anomalies, "
-        "else 1 % false-positive quantile of normals), on the headline test set. Deitsch et al. (2019) "
-        "report 88.4 % accuracy for a CNN trained on all labels.",
+        "else 1 % false-positive quantile of normals), on the headline test set. The F1-optimal "
+        "threshold follows validation's anomaly share (5 % at γ = 0.05, against about 60 % in this test "
+        "set); accuracy (balanced thr.) uses the validation threshold of best balanced accuracy "
+        "instead, which does not depend on that share. Deitsch et al. (2019) report 88.4 % accuracy "
+        "for a CNN trained on all labels.",
         "",
     ]
     if not runs:
         return [*lines, "No elpv run recorded yet.", ""]
     lines += [
-        "| method | γ | px | AUROC (1.0) | AUROC (0.667) | AUROC (0.333) | accuracy | F1 | "
+        "| method | γ | px | AUROC (1.0) | AUROC (0.667) | AUROC (0.333) | accuracy | F1 "
+        "| accuracy (balanced thr.) | "
         + "".join(f"AUROC (1.0) {score} | " for score in ALTERNATIVE_SCORES)
         + "epochs | wall s |",
-        "|" + "---|" * (10 + len(ALTERNATIVE_SCORES)),
+        "|" + "---|" * (11 + len(ALTERNATIVE_SCORES)),
     ]
     for run in sorted(runs, key=lambda r: (r["gamma"], r["label"])):
         groups = run["test"]["at_threshold"]["groups"]
@@ -217,6 +221,7 @@ def elpv_section() -> list[str]:
                     fmt(groups.get("prob_0.333", {}).get("auroc")),
                     fmt(at["accuracy"]),
                     fmt(at["f1"]),
+                    fmt((run["test"].get("at_balanced_threshold") or {}).get("accuracy")),
                     *(fmt(run["test"]["auroc"].get(score)) for score in ALTERNATIVE_SCORES),
                     str(run.get("epochs") or "—"),
                     f"{run['wall_seconds']:.0f} |",
@@ -264,6 +269,9 @@ def _elpv_cell(
     """An elpv run's test AUROC (of ``score``, default its own) or ``key`` at the threshold, at 64 px."""
     for run in runs:
         if run["label"] == label and run["gamma"] == gamma and run["image_size"] == 64:
+            if key == "balanced_accuracy":
+                balanced = run["test"].get("at_balanced_threshold")
+                return fmt(balanced["accuracy"]) if balanced else "not recorded"
             if key != "auroc":
                 return fmt(run["test"]["at_threshold"][key])
             return fmt(run["test"]["auroc"].get(score or run["score"]))
@@ -309,6 +317,15 @@ def targets_section() -> list[str]:
             "—",
             "—",
             _elpv_cell(elpv, "classifier", 0.05, "accuracy"),
+        ),
+        (
+            "elpv accuracy at the balanced-accuracy threshold, γ = 0.05",
+            "≥ 0.884",
+            _elpv_cell(elpv, agad, 0.05, "balanced_accuracy"),
+            "—",
+            "—",
+            "—",
+            _elpv_cell(elpv, "classifier", 0.05, "balanced_accuracy"),
         ),
     ]
     lines = [

@@ -10,6 +10,7 @@ from trainer.metrics import (
     UndefinedMetricError,
     auroc,
     average_precision,
+    balanced_threshold,
     binary_metrics,
     calibrate_threshold,
     f1_optimal_threshold,
@@ -70,6 +71,23 @@ def _best_f1(y: np.ndarray, s: np.ndarray) -> float:
 def test_f1_optimal_threshold_is_optimal(y: np.ndarray, s: np.ndarray) -> None:
     t = f1_optimal_threshold(y, s)
     assert binary_metrics(y, s, t).f1 == pytest.approx(_best_f1(y, s))
+
+
+@pytest.mark.parametrize(("y", "s"), _cases())
+def test_balanced_threshold_is_optimal(y: np.ndarray, s: np.ndarray) -> None:
+    m = binary_metrics(y, s, balanced_threshold(y, s))
+    fpr, tpr, _ = skm.roc_curve(y, s)
+    assert m.recall - m.fpr == pytest.approx(float(np.max(tpr - fpr)))
+
+
+def test_balanced_threshold_ignores_the_anomaly_share() -> None:
+    """F1 moves its threshold when anomalies are rarer; balanced accuracy does not."""
+    rng = np.random.default_rng(0)
+    normal, anomalous = rng.normal(0, 1, 2000), rng.normal(2, 1, 2000)
+    y_many, y_few = np.r_[np.zeros(2000), np.ones(2000)], np.r_[np.zeros(2000), np.ones(40)]
+    s_many, s_few = np.r_[normal, anomalous], np.r_[normal, anomalous[:40]]
+    assert abs(balanced_threshold(y_many, s_many) - balanced_threshold(y_few, s_few)) < 0.5
+    assert f1_optimal_threshold(y_few, s_few) - f1_optimal_threshold(y_many, s_many) > 0.5
 
 
 def test_f1_threshold_sits_between_classes_when_separable() -> None:

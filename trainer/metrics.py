@@ -172,6 +172,23 @@ def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[best])
 
 
+def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold with the best balanced accuracy (TPR + TNR) / 2, i.e. Youden's J, on labelled data.
+
+    Unlike F1 it does not depend on the share of anomalies in the calibration set, so it carries
+    over to a line (or a test set) whose defect rate differs from validation's. Placed halfway to
+    the next lower score, like ``f1_optimal_threshold``.
+    """
+    y, s = _as_arrays(labels, scores)
+    _need_both(y, "a balanced-accuracy threshold")
+    fps, tps, thresholds = _cumulative_counts(y, s)
+    youden = tps / tps[-1] - fps / fps[-1]
+    best = int(np.argmax(youden))
+    if best + 1 < thresholds.size:
+        return float((thresholds[best] + thresholds[best + 1]) / 2)
+    return float(thresholds[best])
+
+
 def quantile_threshold(normal_scores: np.ndarray, target_fpr: float = 0.01) -> float:
     """The (1 − target_fpr) quantile (linear interpolation) of normal validation scores."""
     if not 0.0 < target_fpr < 1.0:
