@@ -131,7 +131,9 @@ def main() -> None:
         "image_size": args.image_size,
         "variant": variant.to_dict(),
         "selected_epoch": result.best_epoch,
-        "selection": "val_auroc" if (dataset.val.labels == 1).any() else "val_normal_score",
+        "selection": "val_auroc"
+        if (dataset.val.labels == 1).any()
+        else {"normal_score": "val_normal_score", "synthetic": "val_synthetic_auroc"}[variant.selection],
         "dev": {
             "n_normal": int((dev_labels == 0).sum()),
             "n_anomalous": int((dev_labels == 1).sum()),

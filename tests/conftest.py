@@ -131,7 +131,11 @@ def settings(services: Services, test_id: str, redis_prefix: str, tmp_path: Path
         models=f"{test_id}.models",
     )
     partitions = {
-        topics.frames: 4, topics.scores: 2, topics.dead_letter: 1, topics.labels: 1, topics.models: 1
+        topics.frames: 4,
+        topics.scores: 2,
+        topics.dead_letter: 1,
+        topics.labels: 1,
+        topics.models: 1,
     }
     create_topics(base, partitions)
     kafka = base.kafka.model_copy(update={"topics": topics, "group_id": f"{test_id}.scorers"})
@@ -182,8 +186,13 @@ def agad(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     ) -> subprocess.CompletedProcess[str]:
         clean = {name: value for name, value in os.environ.items() if not name.upper().startswith(ENV_PREFIX)}
         return subprocess.run(
-            [*_agad_command(), *args], env={**clean, **(env or {})}, cwd=tmp_path,
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [*_agad_command(), *args],
+            env={**clean, **(env or {})},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     return run
@@ -211,7 +220,9 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServePro
     def start(model: Path, name: str = "worker", *args: str, **scorer: object) -> ServeProcess:
         process = ServeProcess(
             [*_agad_command(), "serve", "--model", str(model), *args],
-            worker_env(settings, **scorer), tmp_path / f"{name}.log", tmp_path,
+            worker_env(settings, **scorer),
+            tmp_path / f"{name}.log",
+            tmp_path,
         )
         started.append(process)
         return process

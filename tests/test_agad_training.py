@@ -14,6 +14,7 @@ from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, rec
 from trainer.agad.loop import TrainData, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
+from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import preset
 
 
@@ -104,6 +105,24 @@ def test_training_learns_normality_and_selects_an_epoch_on_validation(batchnorm:
     assert result.best_epoch == chosen["epoch"]
     assert set(history[0]["test_auroc"]) == {"l2", "topk", "maxpool", "disc", "latent"}
     assert not result.generator.training
+
+
+def test_synthetic_selection_picks_the_epoch_that_best_separates_damaged_copies() -> None:
+    variant = preset("default", batch_size=32, lr=1e-3, selection="synthetic")
+    result = train_agad(_data(False), variant, image_size=32, epochs=3, progress=False)
+    scores = [r["val_synthetic_auroc"] for r in result.history]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+
+
+def test_synthetic_defects_damage_a_small_part_of_each_image_reproducibly() -> None:
+    images = _blobs(10, 0)
+    damaged = synthetic_defects(images, seed=3)
+    changed = (damaged - images).abs().gt(1e-6).flatten(1).float().mean(1)
+    assert damaged.shape == images.shape and damaged.abs().max() <= 1.0
+    assert bool(((changed > 0) & (changed < 0.3)).all()), changed
+    assert torch.equal(damaged, synthetic_defects(images, seed=3))
+    assert not torch.equal(damaged, synthetic_defects(images, seed=4))
 
 
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:

@@ -19,8 +19,9 @@ MESSAGES = 40
 PROCESSED_BEFORE_RESTART = 15
 
 
-def poll_until(consumer: KafkaConsumer, enough: Callable[[list[tuple[int, int, bytes]]], bool],
-               what: str) -> list[tuple[int, int, bytes]]:
+def poll_until(
+    consumer: KafkaConsumer, enough: Callable[[list[tuple[int, int, bytes]]], bool], what: str
+) -> list[tuple[int, int, bytes]]:
     """Poll until ``enough(records)``; records are (partition, offset, value) in arrival order."""
     records: list[tuple[int, int, bytes]] = []
     deadline = time.monotonic() + WAIT_S
@@ -49,8 +50,10 @@ def test_restart_keeps_messages_and_committed_offsets(
     partitions = [TopicPartition(topic, p) for p in range(4)]
 
     producer = kafka_clients.producer()
-    futures = [producer.send(topic, key=f"cam-{i % 4}".encode(), value=f"message-{i:03d}".encode())
-               for i in range(MESSAGES)]
+    futures = [
+        producer.send(topic, key=f"cam-{i % 4}".encode(), value=f"message-{i:03d}".encode())
+        for i in range(MESSAGES)
+    ]
     producer.flush()
     produced = {f"message-{i:03d}".encode(): future.get(timeout=WAIT_S) for i, future in enumerate(futures)}
     producer.close(timeout=10)

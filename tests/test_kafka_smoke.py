@@ -90,9 +90,12 @@ def test_frames_reach_a_two_member_group_exactly_once(
     assert len(described["partitions"]) == PARTITIONS
 
     members = [
-        Member(name, kafka_clients.consumer(
-            topic, group_id=settings.kafka.group_id, client_id=f"smoke-{name}", heartbeat_interval_ms=500
-        ))
+        Member(
+            name,
+            kafka_clients.consumer(
+                topic, group_id=settings.kafka.group_id, client_id=f"smoke-{name}", heartbeat_interval_ms=500
+            ),
+        )
         for name in ("a", "b")
     ]
     threads = [threading.Thread(target=member.run, name=f"consumer-{member.name}") for member in members]
@@ -131,8 +134,10 @@ def test_frames_reach_a_two_member_group_exactly_once(
 
         def committed_to_the_end() -> bool:
             committed = admin.list_group_offsets({settings.kafka.group_id: None})[settings.kafka.group_id]
-            return all(committed.get(tp) is not None and committed[tp].offset == end for tp, end in
-                       end_offsets.items())
+            return all(
+                committed.get(tp) is not None and committed[tp].offset == end
+                for tp, end in end_offsets.items()
+            )
 
         wait_for(committed_to_the_end, "the group's commits to reach the end offsets", members)
     finally:

@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_configuration_table_is_current() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "config_table.py"), "--check", str(REPO / "README.md")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr

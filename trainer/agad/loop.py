@@ -5,9 +5,11 @@ oversampled so that every batch holds ``variant.anomalies_per_batch`` of them.
 
 Model selection never looks at test labels: after each epoch the validation split is scored and
 the best epoch kept: by validation AUROC when validation holds labelled anomalies, else by the
-mean validation score of normal images (how well normality is reconstructed). When a test split
-is passed, its AUROC per epoch is recorded too, labelled as such, only to compare like with like
-with GANomaly-family code that reports the best epoch on the test set.
+mean validation score of normal images (how well normality is reconstructed) or, with
+``variant.selection == "synthetic"``, by the AUROC of validation normals against copies of them
+with a drawn scratch or pasted patch (trainer/agad/synthetic.py); both are recorded every epoch.
+When a test split is passed, its AUROC per epoch is recorded too, labelled as such, only to
+compare like with like with GANomaly-family code that reports the best epoch on the test set.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from agad_stream.model.generator import build_generator
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
+from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import Variant
 from trainer.metrics import auroc
 
@@ -148,6 +151,8 @@ def train_agad(
         start_epoch = len(history)
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
 
+    val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
+    damaged = synthetic_defects(val_normal, seed) if len(val_normal) else None
     seen = 0
     training_seconds = 0.0
     for epoch in range(start_epoch, epochs):
@@ -182,9 +187,9 @@ def train_agad(
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
         training_seconds += time.perf_counter() - epoch_started
         record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
-        record.update(_evaluate_epoch(data, variant, generator, discriminator))
+        record.update(_evaluate_epoch(data, variant, generator, discriminator, damaged))
         history.append(record)
-        if best is None or _better(record, history[best["epoch"] - 1]):
+        if best is None or _better(record, history[best["epoch"] - 1], variant):
             best = {
                 "epoch": epoch + 1,
                 "generator": copy.deepcopy(generator.state_dict()),
@@ -261,7 +266,11 @@ def _step(
 
 
 def _evaluate_epoch(
-    data: TrainData, variant: Variant, generator: nn.Module, discriminator: nn.Module | None
+    data: TrainData,
+    variant: Variant,
+    generator: nn.Module,
+    discriminator: nn.Module | None,
+    damaged: torch.Tensor | None,
 ) -> dict[str, Any]:
     """Validation numbers for model selection, plus test AUROC when test data was given (reporting only)."""
     if variant.batchnorm == "recompute":
@@ -274,6 +283,12 @@ def _evaluate_epoch(
     val = score_batches(generator, data.val_images, discriminator)
     normal = data.val_labels == 0
     record["val_normal_score"] = float(val[variant.selection_score][normal].mean())
+    if damaged is not None:
+        damaged_scores = score_batches(generator, damaged)[variant.selection_score]
+        record["val_synthetic_auroc"] = auroc(
+            np.r_[np.zeros(int(normal.sum())), np.ones(len(damaged))],
+            np.r_[val[variant.selection_score][normal], damaged_scores],
+        )
     if (data.val_labels == 1).any():
         record["val_auroc"] = auroc(data.val_labels, val[variant.selection_score])
     if data.test_images is not None and data.test_labels is not None:
@@ -284,15 +299,17 @@ def _evaluate_epoch(
     return record
 
 
-def _better(candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:
+def _better(candidate: dict[str, Any], incumbent: dict[str, Any], variant: Variant) -> bool:
     if "val_auroc" in candidate:
         return bool(candidate["val_auroc"] > incumbent["val_auroc"])
+    if variant.selection == "synthetic" and "val_synthetic_auroc" in candidate:
+        return bool(candidate["val_synthetic_auroc"] > incumbent["val_synthetic_auroc"])
     return bool(candidate["val_normal_score"] < incumbent["val_normal_score"])
 
 
 def _summary(record: dict[str, Any]) -> str:
     parts = [f"epoch {record['epoch']}"]
-    for key in ("g", "d", "con", "adcon", "val_normal_score", "val_auroc"):
+    for key in ("g", "d", "con", "adcon", "val_normal_score", "val_synthetic_auroc", "val_auroc"):
         if key in record:
             parts.append(f"{key} {record[key]:.4g}")
     if "test_auroc" in record:

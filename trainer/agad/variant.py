@@ -15,6 +15,7 @@ from agad_stream.model.generator import Architecture
 from trainer.agad.batchnorm import BATCHNORM_MODES, BatchNormMode
 
 LatentLoss = Literal["norm", "mse"]
+Selection = Literal["normal_score", "synthetic"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Variant:
     anomalies_per_batch: int = 32  # paper: at least 32 of 256 in supervised batches
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses (GANomaly family)
     score: ScoreMethod | MemoryMethod = "l2"  # paper: L2 of the reconstruction error
+    # Epoch selection without labelled anomalies (paper silent): lowest score of validation normals,
+    # or AUROC of validation normals against synthetically damaged copies (trainer/agad/synthetic.py).
+    selection: Selection = "normal_score"
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -47,6 +51,7 @@ class Variant:
             "latent_loss": get_args(LatentLoss),
             "batchnorm": BATCHNORM_MODES,
             "score": SCORE_METHODS + MEMORY_METHODS,
+            "selection": get_args(Selection),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
