@@ -309,23 +309,18 @@ def targets_section() -> list[str]:
             *(_elpv_cell(elpv, agad, 0.05, "auroc", score) for score in AGAD_SCORES),
             _elpv_cell(elpv, "classifier", 0.05, "auroc"),
         ),
-        (
-            "elpv accuracy at the threshold, γ = 0.05",
-            "≥ 0.884",
-            _elpv_cell(elpv, agad, 0.05, "accuracy"),
-            "—",
-            "—",
-            "—",
-            _elpv_cell(elpv, "classifier", 0.05, "accuracy"),
-        ),
-        (
-            "elpv accuracy at the balanced-accuracy threshold, γ = 0.05",
-            "≥ 0.884",
-            _elpv_cell(elpv, agad, 0.05, "balanced_accuracy"),
-            "—",
-            "—",
-            "—",
-            _elpv_cell(elpv, "classifier", 0.05, "balanced_accuracy"),
+        *(
+            (
+                f"elpv accuracy at the {name}, γ = 0.05",
+                "≥ 0.884",
+                _elpv_cell(elpv, agad, 0.05, key),
+                *("—" for _ in ALTERNATIVE_SCORES),
+                _elpv_cell(elpv, "classifier", 0.05, key),
+            )
+            for name, key in (
+                ("threshold", "accuracy"),
+                ("balanced-accuracy threshold", "balanced_accuracy"),
+            )
         ),
     ]
     lines = [
