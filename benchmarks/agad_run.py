@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agad_stream.model.card import MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import at_balanced_threshold, dev_set, write_result
-from trainer.agad.loop import TrainData, train_agad
+from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
 from trainer.cli import parse_variant_overrides
@@ -131,9 +131,7 @@ def main() -> None:
         "image_size": args.image_size,
         "variant": variant.to_dict(),
         "selected_epoch": result.best_epoch,
-        "selection": "val_auroc"
-        if (dataset.val.labels == 1).any()
-        else {"normal_score": "val_normal_score", "synthetic": "val_synthetic_auroc"}[variant.selection],
+        "selection": selection_criterion(variant, dataset.val.labels),
         "dev": {
             "n_normal": int((dev_labels == 0).sum()),
             "n_anomalous": int((dev_labels == 1).sum()),

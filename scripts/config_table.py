@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check is not None:
         text = args.check.read_text()
         if _replace(text, table) != text:
-            print(f"{args.check}: the configuration table is out of date; run "
-                  f"`python scripts/config_table.py --write {args.check}`", file=sys.stderr)
+            print(
+                f"{args.check}: the configuration table is out of date; run "
+                f"`python scripts/config_table.py --write {args.check}`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if args.write is not None:

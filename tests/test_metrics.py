@@ -112,6 +112,10 @@ def test_calibration_uses_f1_with_anomalies_and_quantile_without() -> None:
     assert t.val_f1 == pytest.approx(_best_f1(y, s))
     assert t.as_dict()["value"] == t.value
 
+    b = calibrate_threshold(y, s, rule="balanced")
+    assert b.method == "balanced" and b.value == pytest.approx(balanced_threshold(y, s))
+    assert b.value < t.value  # 2 % anomalies: F1 keeps false alarms down, balanced accuracy catches more
+
 
 def test_undefined_metrics_raise_clear_errors() -> None:
     y, s = np.zeros(5, dtype=int), np.arange(5.0)

@@ -60,6 +60,8 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
             "batch_size=16",
             "--set",
             "detach_pseudo=true",
+            "--set",
+            "selection=synthetic",
             "--no-progress",
             "--version",
             "v-test",
@@ -76,6 +78,11 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         "normalisation": card["input"]["normalisation"],
     }
     assert card["threshold"]["method"] == "normal_quantile"  # gamma 0: validation holds normals only
+    history = card["training"]["history"]
+    assert card["training"]["selection"] == "val_synthetic_auroc"
+    assert card["training"]["best_epoch"] == 1 + max(
+        range(2), key=lambda e: history[e]["val_synthetic_auroc"]
+    )
     assert card["data"]["spec"] == f"folder:{data}"
     assert len(card["training"]["history"]) == 2
     capsys.readouterr()
@@ -137,13 +144,15 @@ def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -
                 "anomalies_per_batch=4",
                 "--set",
                 "score=knn_contrast",
+                "--threshold",
+                "balanced",
                 "--no-progress",
             ]
         )
         == 0
     )
     card = json.loads((model / "model.json").read_text())
-    assert card["threshold"]["method"] == "f1_optimal"
+    assert card["threshold"]["method"] == "balanced"
     assert card["training"]["selection"] == "val_auroc"
     # The labelled defects' codes travel with the model and score what was saved.
     scorer, loaded = load_scorer(model)

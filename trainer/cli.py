@@ -7,7 +7,7 @@ import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -17,12 +17,12 @@ from agad_stream.model.artifact import InputSpec, ModelCard, Threshold, load_sco
 from agad_stream.model.generator import ARCHITECTURES
 from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
-from trainer.agad.loop import TrainData, train_agad
+from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.scoring import build_scorer
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.data import DataSet, Split, load_dataset
 from trainer.evaluate import evaluation_report, score_split, write_plots
-from trainer.metrics import calibrate_threshold
+from trainer.metrics import ThresholdRule, calibrate_threshold
 
 DATA_HELP = "data set spec: folder:PATH (MVTec AD layout), elpv, or fmnist:CLASS"
 
@@ -60,6 +60,13 @@ def register_train(subparsers: Any) -> None:
         type=float,
         default=0.01,
         help="false-positive rate the threshold aims at when validation has no anomalies",
+    )
+    train.add_argument(
+        "--threshold",
+        choices=get_args(ThresholdRule),
+        default="f1",
+        help="with labelled anomalies in validation: best F1 there (f1; right when validation's defect "
+        "share is the line's) or best balanced accuracy (balanced; independent of that share)",
     )
     train.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
@@ -197,7 +204,9 @@ def _model_card(
     speed: dict[str, float],
 ) -> ModelCard:
     val_scores = score_split(scorer, dataset.val)
-    threshold = calibrate_threshold(dataset.val.labels, val_scores, target_fpr=args.target_fpr)
+    threshold = calibrate_threshold(
+        dataset.val.labels, val_scores, target_fpr=args.target_fpr, rule=args.threshold
+    )
     test_scores = score_split(scorer, dataset.test)
     normal_val = val_scores[dataset.val.labels == 0]
     version = args.version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{variant.arch}"
@@ -226,7 +235,7 @@ def _model_card(
             "epochs": args.epochs,
             "best_epoch": best_epoch,
             "seed": args.seed,
-            "selection": "val_auroc" if (dataset.val.labels == 1).any() else "val_normal_score",
+            "selection": selection_criterion(variant, dataset.val.labels),
             **speed,
             "history": history,
         },

@@ -6,8 +6,8 @@ scikit-learn's definitions exactly, ties included (the tests compare against it)
 are comparable with published ones without making scikit-learn a runtime dependency.
 
 Threshold calibration never sees test data. With labelled anomalies in the validation split the
-threshold maximises F1 there; with normal images only it is the (1 − target FPR) quantile of their
-scores, so about ``target_fpr`` of normal frames get flagged.
+threshold maximises F1 there (or balanced accuracy, on request); with normal images only it is the
+(1 − target FPR) quantile of their scores, so about ``target_fpr`` of normal frames get flagged.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class Threshold:
     """A calibrated threshold and how it was found, for ``model.json``."""
 
     value: float
-    method: Literal["f1_optimal", "normal_quantile"]
+    method: Literal["f1_optimal", "balanced", "normal_quantile"]
     target_fpr: float | None  # only for "normal_quantile"
     n_normal: int
     n_anomalous: int
@@ -199,12 +199,23 @@ def quantile_threshold(normal_scores: np.ndarray, target_fpr: float = 0.01) -> f
     return float(np.quantile(s, 1.0 - target_fpr))
 
 
-def calibrate_threshold(labels: np.ndarray, scores: np.ndarray, *, target_fpr: float = 0.01) -> Threshold:
-    """F1-optimal threshold when the validation set holds anomalies, else a normal-score quantile."""
+ThresholdRule = Literal["f1", "balanced"]
+
+
+def calibrate_threshold(
+    labels: np.ndarray, scores: np.ndarray, *, target_fpr: float = 0.01, rule: ThresholdRule = "f1"
+) -> Threshold:
+    """With anomalies in the validation set the best F1 (``rule="f1"``, right when validation's
+    defect share matches the line's) or the best balanced accuracy (``"balanced"``, independent of
+    that share); with normal images only, a normal-score quantile at ``target_fpr``."""
     y, s = _as_arrays(labels, scores)
     n_anomalous = int(y.sum())
     n_normal = y.size - n_anomalous
     if n_anomalous and n_normal:
+        if rule == "balanced":
+            value = balanced_threshold(y, s)
+            at = binary_metrics(y, s, value)
+            return Threshold(value, "balanced", None, n_normal, n_anomalous, at.f1, at.fpr)
         value = f1_optimal_threshold(y, s)
         at = binary_metrics(y, s, value)
         return Threshold(value, "f1_optimal", None, n_normal, n_anomalous, at.f1, at.fpr)

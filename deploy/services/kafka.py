@@ -102,12 +102,21 @@ class KafkaService:
                 "Java 17 or newer is needed to run the Kafka broker: apt-get install openjdk-17-jre"
             )
         heap_mb = self.settings.kafka_heap_mb
-        command = [java, f"-Xmx{heap_mb}m", f"-Xms{min(256, heap_mb)}m", *self._java_args(), MAIN_CLASS,
-                   str(properties)]
+        command = [
+            java,
+            f"-Xmx{heap_mb}m",
+            f"-Xms{min(256, heap_mb)}m",
+            *self._java_args(),
+            MAIN_CLASS,
+            str(properties),
+        ]
         with open(self.root / "stdout.log", "ab") as out:
             # Its own session: a Ctrl-C in the terminal that ran `up` does not reach the broker.
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pidfile.write_text(str(process.pid))
@@ -134,9 +143,12 @@ class KafkaService:
 
     def _java_args(self) -> list[str]:
         return [
-            "-cp", str(self.jars / "*"),
+            "-cp",
+            str(self.jars / "*"),
             f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
-            "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
         ]
 
     def _ensure_jars(self) -> None:
@@ -150,9 +162,19 @@ class KafkaService:
             )
         self.jars.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             f"-DoutputDirectory={self.jars}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, check=False,
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.jars}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise AgadError(f"resolving the Kafka jars with Maven failed:\n{result.stdout}{result.stderr}")
@@ -192,9 +214,19 @@ class KafkaService:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         java = shutil.which("java") or "java"
         result = subprocess.run(
-            [java, *self._java_args(), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(properties)],
-            capture_output=True, text=True, check=False,
+            [
+                java,
+                *self._java_args(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise AgadError(

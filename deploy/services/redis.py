@@ -22,8 +22,12 @@ def _redis_server_binary() -> str:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("redis-server is missing; installing it with apt-get ...", flush=True)
         for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-            subprocess.run(command, check=False, stdout=subprocess.DEVNULL, env={**os.environ,
-                           "DEBIAN_FRONTEND": "noninteractive"})
+            subprocess.run(
+                command,
+                check=False,
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
         found = shutil.which(BINARY)
         if found:
             return found
@@ -70,10 +74,28 @@ class RedisService:
         data.mkdir(parents=True, exist_ok=True)
         self.pidfile.unlink(missing_ok=True)
         result = subprocess.run(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "yes",
-             "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--pidfile", str(self.pidfile), "--logfile", str(self.log_file)],
-            capture_output=True, text=True, check=False,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--pidfile",
+                str(self.pidfile),
+                "--logfile",
+                str(self.log_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise AgadError(f"redis-server failed to start:\n{result.stdout}{result.stderr}")
@@ -84,8 +106,12 @@ class RedisService:
             return self.pid() is not None or time.monotonic() - started < 5
 
         try:
-            wait_until(self.healthy, self.settings.start_timeout_s,
-                       f"Redis on 127.0.0.1:{self.port} (see {self.log_file})", alive=alive)
+            wait_until(
+                self.healthy,
+                self.settings.start_timeout_s,
+                f"Redis on 127.0.0.1:{self.port} (see {self.log_file})",
+                alive=alive,
+            )
         except BaseException:
             self.stop()  # never leave a half-started server behind
             raise

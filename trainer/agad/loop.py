@@ -153,6 +153,7 @@ def train_agad(
 
     val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
     damaged = synthetic_defects(val_normal, seed) if len(val_normal) else None
+    criterion = selection_criterion(variant, data.val_labels)
     seen = 0
     training_seconds = 0.0
     for epoch in range(start_epoch, epochs):
@@ -189,7 +190,7 @@ def train_agad(
         record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
         record.update(_evaluate_epoch(data, variant, generator, discriminator, damaged))
         history.append(record)
-        if best is None or _better(record, history[best["epoch"] - 1], variant):
+        if best is None or _better(record, history[best["epoch"] - 1], criterion):
             best = {
                 "epoch": epoch + 1,
                 "generator": copy.deepcopy(generator.state_dict()),
@@ -299,12 +300,17 @@ def _evaluate_epoch(
     return record
 
 
-def _better(candidate: dict[str, Any], incumbent: dict[str, Any], variant: Variant) -> bool:
-    if "val_auroc" in candidate:
-        return bool(candidate["val_auroc"] > incumbent["val_auroc"])
-    if variant.selection == "synthetic" and "val_synthetic_auroc" in candidate:
-        return bool(candidate["val_synthetic_auroc"] > incumbent["val_synthetic_auroc"])
-    return bool(candidate["val_normal_score"] < incumbent["val_normal_score"])
+def selection_criterion(variant: Variant, val_labels: np.ndarray) -> str:
+    """The history key that chooses the epoch: labelled validation anomalies win over any proxy."""
+    if (val_labels == 1).any():
+        return "val_auroc"
+    return "val_synthetic_auroc" if variant.selection == "synthetic" else "val_normal_score"
+
+
+def _better(candidate: dict[str, Any], incumbent: dict[str, Any], criterion: str) -> bool:
+    if criterion == "val_normal_score":  # lower is better
+        return bool(candidate[criterion] < incumbent[criterion])
+    return bool(candidate[criterion] > incumbent[criterion])
 
 
 def _summary(record: dict[str, Any]) -> str:
