@@ -115,6 +115,21 @@ def test_synthetic_selection_picks_the_epoch_that_best_separates_damaged_copies(
     assert result.best_epoch == int(np.argmax(scores)) + 1
 
 
+def test_weight_average_is_what_gets_evaluated_and_returned() -> None:
+    data = _data(False)
+    plain = train_agad(
+        data, preset("default", batch_size=32, lr=1e-3), image_size=32, epochs=2, progress=False
+    )
+    variant = preset("default", batch_size=32, lr=1e-3, ema=0.5)
+    averaged = train_agad(data, variant, image_size=32, epochs=2, progress=False)
+    # Same seed, same steps: only the evaluated weights differ, so the losses agree and the
+    # selection numbers do not.
+    assert averaged.history[1]["con"] == pytest.approx(plain.history[1]["con"], rel=1e-4)
+    assert averaged.history[1]["val_normal_score"] != pytest.approx(plain.history[1]["val_normal_score"])
+    with pytest.raises(ValueError, match=r"ema=1\.0"):
+        preset("default", ema=1.0)
+
+
 def test_synthetic_defects_damage_a_small_part_of_each_image_reproducibly() -> None:
     images = _blobs(10, 0)
     damaged = synthetic_defects(images, seed=3)
@@ -132,8 +147,9 @@ def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_aur
     assert result.best_epoch == max(result.history, key=lambda r: r["val_auroc"])["epoch"]
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
-    variant = preset("faithful", batch_size=32, detach_pseudo=True)
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, ema: float) -> None:
+    variant = preset("faithful", batch_size=32, detach_pseudo=True, ema=ema)
     data = _data(False)
     checkpoint = tmp_path / "checkpoint.pt"
     straight = train_agad(data, variant, image_size=32, epochs=2, progress=False)
@@ -141,6 +157,10 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     resumed = train_agad(data, variant, image_size=32, epochs=2, checkpoint=checkpoint, progress=False)
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert resumed.history[1]["con"] == pytest.approx(straight.history[1]["con"], rel=1e-4)
+    # The evaluated model (the weight average when ema > 0) resumes too.
+    assert resumed.history[1]["val_normal_score"] == pytest.approx(
+        straight.history[1]["val_normal_score"], rel=1e-4
+    )
 
 
 def test_latent_knn_distance_is_zero_for_bank_members_and_grows_away_from_them() -> None:

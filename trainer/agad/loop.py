@@ -130,6 +130,9 @@ def train_agad(
     if discriminator is not None:
         discriminator = discriminator.to(device).to(memory_format=torch.channels_last)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=variant.lr, betas=(variant.beta1, 0.999))
+    # With variant.ema > 0 epochs are evaluated, selected and returned as an exponential moving
+    # average of G's weights: GAN training moves G from step to step, the average does not.
+    average = copy.deepcopy(generator) if variant.ema > 0 else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best: dict[str, Any] | None = None
@@ -140,6 +143,8 @@ def train_agad(
         if discriminator is not None and opt_d is not None:
             discriminator.load_state_dict(state["discriminator"])
             opt_d.load_state_dict(state["opt_d"])
+        if average is not None:
+            average.load_state_dict(state["average"])
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         history = json.loads(state["history"])
@@ -181,6 +186,8 @@ def train_agad(
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             losses = _step(x, y, generator, discriminator, opt_g, opt_d, variant)
+            if average is not None:
+                _update_average(average, generator, variant.ema)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
@@ -188,12 +195,13 @@ def train_agad(
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
         training_seconds += time.perf_counter() - epoch_started
         record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
-        record.update(_evaluate_epoch(data, variant, generator, discriminator, damaged))
+        evaluated = average if average is not None else generator
+        record.update(_evaluate_epoch(data, variant, evaluated, discriminator, damaged))
         history.append(record)
         if best is None or _better(record, history[best["epoch"] - 1], criterion):
             best = {
                 "epoch": epoch + 1,
-                "generator": copy.deepcopy(generator.state_dict()),
+                "generator": copy.deepcopy(evaluated.state_dict()),
                 "discriminator": copy.deepcopy(discriminator.state_dict()) if discriminator else None,
             }
         log.info(
@@ -204,7 +212,9 @@ def train_agad(
         if progress:
             tqdm.write(_summary(record))
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, generator, discriminator, opt_g, opt_d, sampler, history, best)
+            _save_checkpoint(
+                checkpoint, generator, average, discriminator, opt_g, opt_d, sampler, history, best
+            )
     assert best is not None, "epochs must be at least 1"
     generator.load_state_dict(best["generator"])
     if discriminator is not None and best["discriminator"] is not None:
@@ -218,6 +228,15 @@ def train_agad(
     return TrainResult(
         generator, discriminator, best["epoch"], history, training_seconds, seen / max(training_seconds, 1e-9)
     )
+
+
+@torch.no_grad()
+def _update_average(average: nn.Module, generator: nn.Module, decay: float) -> None:
+    """average ← decay·average + (1 − decay)·generator for weights; BatchNorm buffers are copied."""
+    for mean, current in zip(average.parameters(), generator.parameters(), strict=True):
+        mean.lerp_(current, 1.0 - decay)
+    for kept, live in zip(average.buffers(), generator.buffers(), strict=True):
+        kept.copy_(live)
 
 
 def _step(
@@ -328,6 +347,7 @@ def _summary(record: dict[str, Any]) -> str:
 def _save_checkpoint(
     path: Path,
     generator: nn.Module,
+    average: nn.Module | None,
     discriminator: nn.Module | None,
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer | None,
@@ -344,6 +364,8 @@ def _save_checkpoint(
         "best_epoch": best["epoch"],
         "best_generator": best["generator"],
     }
+    if average is not None:
+        state["average"] = average.state_dict()
     if discriminator is not None and opt_d is not None:
         state.update(
             discriminator=discriminator.state_dict(),

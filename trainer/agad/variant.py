@@ -43,6 +43,9 @@ class Variant:
     # Epoch selection without labelled anomalies (paper silent): lowest score of validation normals,
     # or AUROC of validation normals against synthetically damaged copies (trainer/agad/synthetic.py).
     selection: Selection = "normal_score"
+    # Exponential moving average of G's weights for evaluation and the saved model (paper: none;
+    # 0 = off, e.g. 0.95 averages over about the last 20 steps).
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -56,6 +59,8 @@ class Variant:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: choose 0 (off) or a decay in (0, 1), e.g. 0.95")
         if self.score in MEMORY_METHODS and self.arch != "naive":
             raise ValueError(f"score={self.score} needs the naive generator's code; arch is {self.arch}")
 
