@@ -406,6 +406,34 @@ def score_choice_section() -> list[str]:
     return [*lines, "", "(n) = runs that recorded the score.", ""]
 
 
+def features_section() -> list[str]:
+    """kNN on learned features against kNN on pixels, on kept models of the default variant."""
+    runs = load("features")
+    lines = [
+        "## 5. Would learned features beat raw pixels? (kNN memory study)",
+        "",
+        "Each row re-scores one kept model of the default variant (`benchmarks/feature_knn.py`): the "
+        "mean distance to the 5 nearest training normals in raw pixels, in each layer of G's encoder "
+        "(G0 = first activation … last = the code) and of D's feature stack, beside the reconstruction "
+        "error l2 and sums of two standardised scores. Cells: test AUROC (dev AUROC).",
+        "",
+    ]
+    if not runs:
+        return [*lines, "No run recorded yet.", ""]
+    names = list(runs[0]["test"]["auroc"])
+    lines += ["| data | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
+    for run in sorted(runs, key=lambda r: r["data"]):
+        cells = [f"{run['test']['auroc'][n]:.3f} ({run['dev']['auroc'][n]:.3f})" for n in names]
+        lines.append(f"| {run['data']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Machine: {machines(runs)}. Command: `python benchmarks/feature_knn.py --weights runs/NAME.pt "
+        "--data SPEC --name NAME` on weights kept by `benchmarks/agad_run.py --keep-weights`.",
+        "",
+    ]
+    return lines
+
+
 def throughput_section() -> list[str]:
     runs = load("throughput")
     lines = ["## 4. Training throughput on this CPU", ""]
@@ -439,6 +467,7 @@ def main() -> None:
         + fmnist_section()
         + elpv_section()
         + throughput_section()
+        + features_section()
     )
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text("\n".join(header + body))
