@@ -370,12 +370,32 @@ def targets_section() -> list[str]:
         "only. Baseline = raw-pixel 5-NN at γ = 0, the supervised CNN classifier at γ = 0.05. A mean over "
         "fewer than ten classes says how many were run.",
         "",
-        "| target | wanted | AGAD default, score l2 | knn_latent | l2+knn_latent | knn_contrast | baseline |",
-        "|---|---|---|---|---|---|---|",
-        *("| " + " | ".join(row) + " |" for row in rows),
+        "| target | wanted | AGAD default, score l2 | knn_latent | l2+knn_latent | knn_contrast | baseline "
+        "| default score short by |",
+        "|---|---|---|---|---|---|---|---|",
+        *("| " + " | ".join([*row, _shortfall(row[1], row[2])]) + " |" for row in rows),
+        "",
+        "Why the targets are missed, from the tables below: at γ = 0 no representation the GAN learns "
+        "separates Fashion-MNIST classes better than raw pixels do (section 5: on only one of the classes"
+        " studied does a kNN memory in some layer of G or D beat the pixel 5-NN by more than 0.01), so a "
+        "score built on them does not beat 5-NN there; on elpv the per-epoch test AUROC of a γ = 0 run "
+        "swings by ±0.15 as G learns to reconstruct cracks too (each run's `history`), and neither "
+        "selection signal available without labels (normals' score, synthetic defects) finds the good "
+        "epochs. With labelled defects the memory scores land within about 0.01 of a supervised CNN, "
+        "either side; accuracy on elpv is bounded by the AUROC and by a test split with 59 % defects "
+        "against 5 % in validation.",
         "",
     ]
     return lines
+
+
+def _shortfall(wanted: str, measured: str) -> str:
+    """How far the measured cell (its leading number) stays below a '≥ x' target; 'met' when it does not."""
+    try:
+        gap = float(wanted.removeprefix("≥ ")) - float(measured.split()[0])
+    except (ValueError, IndexError):
+        return "—"
+    return "met" if gap <= 0 else f"{gap:.3f}"
 
 
 def score_choice_section() -> list[str]:
