@@ -130,6 +130,15 @@ def test_weight_average_is_what_gets_evaluated_and_returned() -> None:
         preset("default", ema=1.0)
 
 
+def test_weight_average_holds_no_initial_weights_after_one_step() -> None:
+    """One step per epoch (a small data set): the average is that step's weights, not mostly the init."""
+    data = _data(False)
+    variants = [preset("default", batch_size=128, lr=1e-3, ema=e) for e in (0.0, 0.98)]
+    plain, averaged = (train_agad(data, v, image_size=32, epochs=1, progress=False) for v in variants)
+    for name, value in plain.generator.state_dict().items():
+        assert torch.allclose(averaged.generator.state_dict()[name].float(), value.float(), atol=1e-6), name
+
+
 def test_synthetic_defects_damage_a_small_part_of_each_image_reproducibly() -> None:
     images = _blobs(10, 0)
     damaged = synthetic_defects(images, seed=3)

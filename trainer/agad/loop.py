@@ -133,6 +133,7 @@ def train_agad(
     # With variant.ema > 0 epochs are evaluated, selected and returned as an exponential moving
     # average of G's weights: GAN training moves G from step to step, the average does not.
     average = copy.deepcopy(generator) if variant.ema > 0 else None
+    average_steps = 0  # updates folded into the average; its first one replaces the initial weights
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best: dict[str, Any] | None = None
@@ -145,6 +146,7 @@ def train_agad(
             opt_d.load_state_dict(state["opt_d"])
         if average is not None:
             average.load_state_dict(state["average"])
+            average_steps = int(state["average_steps"])
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         history = json.loads(state["history"])
@@ -187,7 +189,8 @@ def train_agad(
             y = y.to(device, non_blocking=True)
             losses = _step(x, y, generator, discriminator, opt_g, opt_d, variant)
             if average is not None:
-                _update_average(average, generator, variant.ema)
+                average_steps += 1
+                _update_average(average, generator, _debiased(variant.ema, average_steps))
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
@@ -213,7 +216,15 @@ def train_agad(
             tqdm.write(_summary(record))
         if checkpoint is not None:
             _save_checkpoint(
-                checkpoint, generator, average, discriminator, opt_g, opt_d, sampler, history, best
+                checkpoint,
+                generator,
+                (average, average_steps),
+                discriminator,
+                opt_g,
+                opt_d,
+                sampler,
+                history,
+                best,
             )
     assert best is not None, "epochs must be at least 1"
     generator.load_state_dict(best["generator"])
@@ -228,6 +239,15 @@ def train_agad(
     return TrainResult(
         generator, discriminator, best["epoch"], history, training_seconds, seen / max(training_seconds, 1e-9)
     )
+
+
+def _debiased(decay: float, step: int) -> float:
+    """The decay for update ``step`` (from 1) that weighs only trained weights, never the initial ones.
+
+    With a plain decay the initial weights keep a share decay**steps of the average, most of it
+    after the few steps a small data set gives (0.98**30 = 0.55); this is Adam's bias correction.
+    """
+    return decay * (1 - decay ** (step - 1)) / (1 - decay**step)
 
 
 @torch.no_grad()
@@ -347,7 +367,7 @@ def _summary(record: dict[str, Any]) -> str:
 def _save_checkpoint(
     path: Path,
     generator: nn.Module,
-    average: nn.Module | None,
+    average: tuple[nn.Module | None, int],
     discriminator: nn.Module | None,
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer | None,
@@ -364,8 +384,8 @@ def _save_checkpoint(
         "best_epoch": best["epoch"],
         "best_generator": best["generator"],
     }
-    if average is not None:
-        state["average"] = average.state_dict()
+    if average[0] is not None:
+        state.update(average=average[0].state_dict(), average_steps=average[1])
     if discriminator is not None and opt_d is not None:
         state.update(
             discriminator=discriminator.state_dict(),
