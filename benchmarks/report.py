@@ -53,7 +53,7 @@ def row_label(run: dict[str, Any]) -> str:
     instead of standing in for the new default.
     """
     if "variant" not in run:
-        return str(run["label"])
+        return str(run.get("label", ""))
     from trainer.agad.variant import FAITHFUL, PRESETS
 
     settings = {**FAITHFUL.to_dict(), **run["variant"]}  # fields added later: the paper's value
@@ -466,7 +466,7 @@ def throughput_section() -> list[str]:
     for run in sorted(runs, key=lambda r: (r["arch"], r["image_size"])):
         lines.append(
             f"| {run['arch']} | {run['image_size']} | {run['batch_size']} | "
-            f"{run['images_per_second']:.0f} | {run['machine']['torch_threads']} |"
+            f"{run['images_per_second']:.1f} | {run['machine']['torch_threads']} |"
         )
     lines += ["", f"Machine: {machines(runs)}. Command: `python benchmarks/train_throughput.py`.", ""]
     return lines
