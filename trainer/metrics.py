@@ -166,10 +166,7 @@ def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     fps, tps, thresholds = _cumulative_counts(y, s)
     positives = tps[-1]
     f1 = 2 * tps / (tps + fps + positives)
-    best = int(np.argmax(f1))  # first maximum = highest threshold
-    if best + 1 < thresholds.size:
-        return float((thresholds[best] + thresholds[best + 1]) / 2)
-    return float(thresholds[best])
+    return _halfway_below(thresholds, int(np.argmax(f1)))  # first maximum = highest threshold
 
 
 def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -183,7 +180,11 @@ def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     _need_both(y, "a balanced-accuracy threshold")
     fps, tps, thresholds = _cumulative_counts(y, s)
     youden = tps / tps[-1] - fps / fps[-1]
-    best = int(np.argmax(youden))
+    return _halfway_below(thresholds, int(np.argmax(youden)))
+
+
+def _halfway_below(thresholds: np.ndarray, best: int) -> float:
+    """Halfway between the chosen score and the next lower one (``thresholds`` run high to low)."""
     if best + 1 < thresholds.size:
         return float((thresholds[best] + thresholds[best + 1]) / 2)
     return float(thresholds[best])
