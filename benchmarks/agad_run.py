@@ -8,7 +8,8 @@ Recorded per run (benchmarks/results/TABLE/NAME.json):
   (validation normals plus the anomalies the data set would label at gamma 0.05; at gamma > 0 the
   validation split itself). Variants and scores are chosen on this.
 - ``test``: the model of the epoch chosen on validation, scored on the test split: AUROC of every
-  score, and accuracy/F1 at the threshold calibrated on validation.
+  score, and accuracy/F1 at the threshold calibrated on validation for the score the model ships
+  with (``score_choice``: the variant's, or the one ``score=auto`` picks on validation).
 - ``best_epoch_on_test``: the highest per-epoch test AUROC, the figure GANomaly-family code
   reports. Labelled as such; never used to choose anything.
 """
@@ -30,6 +31,7 @@ from agad_stream.model.card import MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import at_balanced_threshold, dev_set, write_result
 from trainer.agad.loop import TrainData, selection_criterion, train_agad
+from trainer.agad.score_choice import shipped_scorer
 from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
 from trainer.cli import parse_variant_overrides
@@ -114,8 +116,14 @@ def main() -> None:
             for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
                 scores[method] = _scores_of(memory_scorer, tensors(images))
 
-    scorer = build_scorer(
-        result.generator, variant.score, train_normal, val_normal, train_anomalous=train_anomalous
+    scorer, choice = shipped_scorer(
+        result.generator,
+        variant.score,
+        dataset.val,
+        train_normal,
+        val_normal,
+        train_anomalous,
+        with_memory=variant.arch == "naive",
     )
     val_scores, test_split_scores = score_split(scorer, dataset.val), score_split(scorer, dataset.test)
     threshold = calibrate_threshold(dataset.val.labels, val_scores)
@@ -123,7 +131,8 @@ def main() -> None:
     per_epoch = [r["test_auroc"][variant.selection_score] for r in result.history]
     record: dict[str, Any] = {
         "label": args.label or variant.name,
-        "score": variant.score,
+        "score": choice.method,
+        "score_choice": choice.as_dict(),
         "data": args.data,
         "gamma": args.gamma,
         "seed": args.seed,

@@ -10,12 +10,16 @@ import torch
 from torch import nn
 
 from agad_stream.model.generator import build_generator
+from agad_stream.preprocess import to_model_input
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
+from trainer.agad.score_choice import MIN_ANOMALIES, choose_score, pick_score, shipped_scorer
 from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
 from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import preset
+from trainer.data import Split
+from trainer.metrics import auroc
 
 
 def _blobs(n: int, seed: int, anomalous: bool = False) -> torch.Tensor:
@@ -212,3 +216,41 @@ def test_variant_refuses_choices_that_would_fail_after_training() -> None:
     with pytest.raises(ValueError, match="naive generator"):
         preset("default", arch="unet", score="knn_latent")
     assert preset("default", score="l2+knn_latent").score == "l2+knn_latent"
+
+
+def test_score_choice_takes_the_best_deployable_score_and_the_plainer_one_on_a_tie() -> None:
+    measured = {"l2": 0.80, "topk": 0.90, "maxpool": 0.90, "disc": 0.99, "knn_contrast": 0.85}
+    choice = pick_score(measured, n_anomalous=8)
+    assert choice.method == "topk"  # disc is not deployable; topk comes before maxpool
+    assert set(choice.val_auroc) == {"l2", "topk", "maxpool", "knn_contrast"}
+    few = pick_score(measured, n_anomalous=MIN_ANOMALIES - 1)
+    assert (few.method, few.val_auroc) == ("l2", {})
+
+
+def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -> None:
+    data = _data(with_anomalies=True)
+    variant = preset("default", batch_size=32, anomalies_per_batch=4)
+    result = train_agad(data, variant, image_size=32, epochs=1, progress=False)
+    pixels = ((data.val_images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    val = Split(
+        pixels, data.val_labels, np.array(["good"] * 24 + ["square"] * 8), [str(i) for i in range(32)]
+    )
+    val_x = torch.from_numpy(to_model_input(pixels))  # what the choice scores: the serving input
+    normal, anomalous = data.train_images[data.train_labels == 0], data.train_images[data.train_labels == 1]
+    val_normal = val_x[:24]
+    scorer, choice = shipped_scorer(
+        result.generator, "auto", val, normal, val_normal, anomalous, with_memory=True
+    )
+    assert set(choice.val_auroc) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent", "knn_contrast"}
+    for method, value in choice.val_auroc.items():
+        candidate = build_scorer(result.generator, method, normal, val_normal, train_anomalous=anomalous)
+        with torch.inference_mode():
+            scores = candidate(val_x)[0].numpy()
+        assert value == pytest.approx(auroc(data.val_labels, scores))
+    assert choice.val_auroc[choice.method] == max(choice.val_auroc.values())
+    assert scorer.spec().method == choice.method
+    # Without labelled training anomalies there is no contrast to build; without a code, no memory.
+    no_defects = choose_score(result.generator, val, normal, val_normal, anomalous[:0], with_memory=True)
+    assert "knn_contrast" not in no_defects.val_auroc
+    no_memory = choose_score(result.generator, val, normal, val_normal, anomalous, with_memory=False)
+    assert set(no_memory.val_auroc) == {"l2", "topk", "maxpool"}

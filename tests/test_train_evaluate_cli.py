@@ -78,6 +78,10 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         "normalisation": card["input"]["normalisation"],
     }
     assert card["threshold"]["method"] == "normal_quantile"  # gamma 0: validation holds normals only
+    # The default's score=auto has no labelled anomalies to compare scores on: it ships l2.
+    assert card["variant"]["score"] == "auto"
+    assert card["training"]["score_choice"]["method"] == card["score"]["method"] == "l2"
+    assert "fewer than" in card["training"]["score_choice"]["reason"]
     history = card["training"]["history"]
     assert card["training"]["selection"] == "val_synthetic_auroc"
     assert card["training"]["best_epoch"] == 1 + max(

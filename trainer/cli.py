@@ -18,7 +18,7 @@ from agad_stream.model.generator import ARCHITECTURES
 from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
 from trainer.agad.loop import TrainData, selection_criterion, train_agad
-from trainer.agad.scoring import build_scorer
+from trainer.agad.score_choice import shipped_scorer
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.data import DataSet, Split, load_dataset
 from trainer.evaluate import evaluation_report, score_split, write_plots
@@ -164,12 +164,14 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         device=device,
     )
-    scorer = build_scorer(
+    scorer, choice = shipped_scorer(
         result.generator.cpu(),
         variant.score,
+        dataset.val,
         data.train_images[data.train_labels == 0],
         data.val_images[torch.from_numpy(data.val_labels == 0)],
-        train_anomalous=data.train_images[data.train_labels == 1],
+        data.train_images[data.train_labels == 1],
+        with_memory=variant.arch == "naive",
     )
     card = _model_card(
         args,
@@ -178,7 +180,11 @@ def run_train(args: argparse.Namespace) -> int:
         scorer,
         result.best_epoch,
         result.history,
-        {"seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second, 1)},
+        {
+            "seconds": round(result.seconds, 1),
+            "images_per_second": round(result.images_per_second, 1),
+            "score_choice": choice.as_dict(),
+        },
     )
     save_model(args.out, card, result.generator_state(), scorer.memory, scorer.defect_memory)
     checkpoint.unlink(missing_ok=True)
@@ -201,7 +207,7 @@ def _model_card(
     scorer: AnomalyScorer,
     best_epoch: int,
     history: list[dict[str, Any]],
-    speed: dict[str, float],
+    outcome: dict[str, Any],
 ) -> ModelCard:
     val_scores = score_split(scorer, dataset.val)
     threshold = calibrate_threshold(
@@ -236,7 +242,7 @@ def _model_card(
             "best_epoch": best_epoch,
             "seed": args.seed,
             "selection": selection_criterion(variant, dataset.val.labels),
-            **speed,
+            **outcome,
             "history": history,
         },
     )
