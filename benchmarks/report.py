@@ -459,7 +459,32 @@ def score_choice_section() -> list[str]:
             values = [r["dev"]["auroc"][score] for r in runs if score in r["dev"]["auroc"]]
             cells.append(f"{mean(values):.3f} ({len(values)})" if values else "—")
         lines.append(f"| {table} | {gamma} | {len(runs)} | " + " | ".join(cells) + " |")
-    return [*lines, "", "(n) = runs that recorded the score.", ""]
+    lines += ["", "(n) = runs that recorded the score.", ""]
+    supervised = [r for group in groups.values() for r in group if r["gamma"] > 0]
+    if supervised:
+        lines += [
+            "What `auto` picks, run by run, where validation holds labelled anomalies; the last column "
+            "is hindsight on test labels, for judging the rule, never for choosing.",
+            "",
+            "| run | validation anomalies | picked | its validation AUROC | test AUROC of the pick "
+            "| test l2 | best deployable score on test |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for run in sorted(supervised, key=lambda r: r["name"]):
+            picked = picked_score(run)
+            deployable = {
+                s: v
+                for s in ("l2", "topk", "maxpool", *ALTERNATIVE_SCORES)
+                if (v := test_auroc(run, s)) is not None
+            }
+            best = max(deployable, key=lambda s: deployable[s])
+            lines.append(
+                f"| {run['name']} | {run['data_summary']['splits']['val']['anomalous']} | {picked} "
+                f"| {fmt(run['dev']['auroc'][picked])} | {fmt(test_auroc(run, picked))} "
+                f"| {fmt(test_auroc(run, 'l2'))} | {best} {fmt(deployable[best])} |"
+            )
+        lines.append("")
+    return lines
 
 
 def features_section() -> list[str]:
