@@ -110,9 +110,11 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         "groups",
         "plots",
         "model_version",
+        "score",
     }
     assert expected <= set(report)
     assert (report["n_normal"], report["n_anomalous"]) == (12, 12)
+    assert report["score"] == card["score"]["method"]
     assert report["tp"] + report["fp"] + report["tn"] + report["fn"] == 24
     for plot in report["plots"]:
         assert Path(plot).stat().st_size > 1000

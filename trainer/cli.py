@@ -194,7 +194,7 @@ def run_train(args: argparse.Namespace) -> int:
         test = card.metrics["test"]
         print(
             f"wrote {args.out} (version {card.model_version}, best epoch {result.best_epoch}/{args.epochs}, "
-            f"threshold {card.threshold.value:.4g} by {card.threshold.method}); "
+            f"score {card.score.method}, threshold {card.threshold.value:.4g} by {card.threshold.method}); "
             f"test AUROC {_fmt(test['auroc'])}, accuracy {test['accuracy']:.3f}"
         )
     return 0
@@ -263,7 +263,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report["plots"] = [
         str(p) for p in write_plots(dataset.test, scores, card.threshold.value, plots_dir, title)
     ]
-    report.update(model_version=card.model_version, data=spec, threshold=card.threshold.value)
+    report.update(
+        model_version=card.model_version, data=spec, score=card.score.method, threshold=card.threshold.value
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -273,6 +275,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     for key in ("auroc", "average_precision", "f1", "precision", "recall", "accuracy"):
         print(f"  {key:<18} {_fmt(report[key])}")
+    print(f"  score              {card.score.method}")
     print(f"  threshold          {card.threshold.value:.4g} ({card.threshold.method})")
     print(f"  confusion          tp {report['tp']}  fp {report['fp']}  tn {report['tn']}  fn {report['fn']}")
     for group, entry in report["groups"].items():
