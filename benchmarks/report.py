@@ -409,7 +409,10 @@ def targets_section() -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
         *("| " + " | ".join([*row, _shortfall(row[1], row[2])]) + " |" for row in rows),
         "",
-        "Why the targets are missed, from the tables below: at γ = 0 no representation the GAN learns "
+        "Why the targets are missed, from the tables below: at γ = 0 the adversarial terms add nothing "
+        "measurable over reconstruction (a plain convolutional autoencoder trained by the same loop "
+        "averages 0.902 over the ten Fashion-MNIST classes, the default 0.897), and no representation "
+        "the GAN learns "
         "separates Fashion-MNIST classes better than raw pixels do (section 5: on only one of the classes"
         " studied does a kNN memory in some layer of G or D beat the pixel 5-NN by more than 0.01), so a "
         "score built on them does not beat 5-NN there; on elpv the per-epoch test AUROC of a γ = 0 run "
