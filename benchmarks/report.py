@@ -469,6 +469,8 @@ def score_choice_section() -> list[str]:
     lines += ["", "(n) = runs that recorded the score.", ""]
     supervised = [r for group in groups.values() for r in group if r["gamma"] > 0]
     if supervised:
+        from trainer.agad.score_choice import CANDIDATES
+
         lines += [
             "What `auto` picks, run by run, where validation holds labelled anomalies; the last column "
             "is hindsight on test labels, for judging the rule, never for choosing.",
@@ -479,11 +481,7 @@ def score_choice_section() -> list[str]:
         ]
         for run in sorted(supervised, key=lambda r: r["name"]):
             picked = picked_score(run)
-            deployable = {
-                s: v
-                for s in ("l2", "topk", "maxpool", *ALTERNATIVE_SCORES)
-                if (v := test_auroc(run, s)) is not None
-            }
+            deployable = {s: v for s in CANDIDATES if (v := test_auroc(run, s)) is not None}
             best = max(deployable, key=lambda s: deployable[s])
             lines.append(
                 f"| {run['name']} | {run['data_summary']['splits']['val']['anomalous']} | {picked} "

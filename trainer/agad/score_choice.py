@@ -73,19 +73,7 @@ def choose_score(
     ``with_memory``: whether the generator has a code to build the latent memory scores on (the
     naive generator); ``knn_contrast`` competes only when training had labelled anomalies.
     """
-    n_anomalous = int((val.labels == 1).sum())
-    if n_anomalous < MIN_ANOMALIES:
-        return pick_score({}, n_anomalous)
-    candidates = [
-        m
-        for m in CANDIDATES
-        if m in SCORE_METHODS or (with_memory and (m != "knn_contrast" or len(train_anomalous)))
-    ]
-    measured: dict[str, float | None] = {}
-    for method in candidates:
-        scorer = build_scorer(generator, method, train_normal, val_normal, train_anomalous=train_anomalous)
-        measured[method] = auroc(val.labels, score_split(scorer, val))
-    return pick_score(measured, n_anomalous)
+    return _measure_and_pick(generator, val, train_normal, val_normal, train_anomalous, with_memory)[0]
 
 
 def shipped_scorer(
@@ -100,10 +88,33 @@ def shipped_scorer(
 ) -> tuple[AnomalyScorer, ScoreChoice]:
     """The scorer a trained generator is saved with: the variant's score, or the one ``auto`` picks."""
     if score == "auto":
-        choice = choose_score(
-            generator, val, train_normal, val_normal, train_anomalous, with_memory=with_memory
+        choice, measured = _measure_and_pick(
+            generator, val, train_normal, val_normal, train_anomalous, with_memory
         )
+        if choice.method in measured:  # already built while measuring
+            return measured[choice.method], choice
     else:
         choice = ScoreChoice(score, "set by the variant", {})
     scorer = build_scorer(generator, choice.method, train_normal, val_normal, train_anomalous=train_anomalous)
     return scorer, choice
+
+
+def _measure_and_pick(
+    generator: nn.Module,
+    val: Split,
+    train_normal: torch.Tensor,
+    val_normal: torch.Tensor,
+    train_anomalous: torch.Tensor,
+    with_memory: bool,
+) -> tuple[ScoreChoice, dict[str, AnomalyScorer]]:
+    """The choice, and the candidate scorers built to measure it (none with too few anomalies)."""
+    n_anomalous = int((val.labels == 1).sum())
+    if n_anomalous < MIN_ANOMALIES:
+        return pick_score({}, n_anomalous), {}
+    scorers = {
+        str(m): build_scorer(generator, m, train_normal, val_normal, train_anomalous=train_anomalous)
+        for m in CANDIDATES
+        if m in SCORE_METHODS or (with_memory and (m != "knn_contrast" or len(train_anomalous)))
+    }
+    measured = {m: auroc(val.labels, score_split(scorer, val)) for m, scorer in scorers.items()}
+    return pick_score(measured, n_anomalous), scorers
