@@ -9,6 +9,7 @@ from sklearn import metrics as skm
 from trainer.metrics import (
     UndefinedMetricError,
     auroc,
+    auroc_standard_error,
     average_precision,
     balanced_threshold,
     binary_metrics,
@@ -138,3 +139,16 @@ def test_score_report_schema() -> None:
     assert r["auroc"] == pytest.approx(0.75) and r["n_anomalous"] == 2
     assert {"average_precision", "precision", "recall", "f1", "accuracy", "tp", "fp", "tn", "fn"} <= set(r)
     assert score_report(np.zeros(2, dtype=int), np.array([0.1, 0.2]), 0.15)["auroc"] is None
+
+
+@pytest.mark.parametrize(("n_anomalous", "shift"), [(8, 1.0), (32, 2.0)])
+def test_auroc_standard_error_matches_the_spread_of_repeated_draws(n_anomalous: int, shift: float) -> None:
+    rng = np.random.default_rng(1)
+    n_normal = 150
+    y = np.r_[np.zeros(n_normal, dtype=int), np.ones(n_anomalous, dtype=int)]
+    draws = [auroc(y, rng.normal(size=y.size) + shift * y) for _ in range(2000)]
+    predicted = auroc_standard_error(float(np.mean(draws)), n_anomalous, n_normal)
+    # Hanley & McNeil assume exponential-shaped scores; on bell-shaped ones they err on the safe side.
+    assert float(np.std(draws)) <= predicted <= 1.4 * float(np.std(draws))
+    with pytest.raises(UndefinedMetricError, match="0 anomalous"):
+        auroc_standard_error(0.9, 0, n_normal)

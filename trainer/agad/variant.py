@@ -40,8 +40,8 @@ class Variant:
     batch_size: int = 256
     anomalies_per_batch: int = 32  # paper: at least 32 of 256 in supervised batches
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses (GANomaly family)
-    # paper: L2 of the reconstruction error; "auto": the best on validation's labelled anomalies
-    # (trainer/agad/score_choice.py), l2 without them.
+    # paper: L2 of the reconstruction error; "auto": knn_contrast with labelled defects, else l2,
+    # unless validation clearly prefers another (trainer/agad/score_choice.py)
     score: ScoreSetting = "l2"
     # Epoch selection without labelled anomalies (paper silent): lowest score of validation normals,
     # or AUROC of validation normals against synthetically damaged copies (trainer/agad/synthetic.py).
