@@ -12,14 +12,14 @@ from torch import nn
 from agad_stream.model.generator import build_generator
 from agad_stream.preprocess import to_model_input
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
-from trainer.agad.loop import TrainData, train_agad
+from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
-from trainer.agad.score_choice import MIN_ANOMALIES, choose_score, pick_score, shipped_scorer
+from trainer.agad.score_choice import choose_score, pick_score, shipped_scorer
 from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
 from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import preset
 from trainer.data import Split
-from trainer.metrics import auroc
+from trainer.metrics import MIN_ANOMALIES, auroc
 
 
 def _blobs(n: int, seed: int, anomalous: bool = False) -> torch.Tensor:
@@ -158,6 +158,16 @@ def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_aur
     result = train_agad(_data(True), variant, image_size=32, epochs=3, progress=False)
     assert all("val_auroc" in r for r in result.history)
     assert result.best_epoch == max(result.history, key=lambda r: r["val_auroc"])["epoch"]
+
+
+def test_epochs_are_not_chosen_on_a_handful_of_labelled_anomalies() -> None:
+    variant = preset("default")
+    few, enough = (
+        np.r_[np.zeros(150, dtype=int), np.ones(n, dtype=int)] for n in (MIN_ANOMALIES - 1, MIN_ANOMALIES)
+    )
+    assert selection_criterion(variant, few) == "val_normal_score"
+    assert selection_criterion(preset("default", selection="synthetic"), few) == "val_synthetic_auroc"
+    assert selection_criterion(variant, enough) == "val_auroc"
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.5])

@@ -19,6 +19,10 @@ import numpy as np
 
 from agad_stream.errors import AgadError
 
+MIN_ANOMALIES = 5
+"""Fewest labelled anomalies a validation split needs before choices (epochs, scores) are made on its
+AUROC: below it the AUROC is mostly chance (its standard error is around 0.1 or more)."""
+
 
 class UndefinedMetricError(AgadError, ValueError):
     """A metric that needs both classes (or some normals) was asked of data that lacks them."""

@@ -4,7 +4,8 @@ Semi-supervised: normal images only. Supervised: normal images plus a few labell
 oversampled so that every batch holds ``variant.anomalies_per_batch`` of them.
 
 Model selection never looks at test labels: after each epoch the validation split is scored and
-the best epoch kept: by validation AUROC when validation holds labelled anomalies, else by the
+the best epoch kept: by validation AUROC when validation holds enough labelled anomalies
+(``trainer.metrics.MIN_ANOMALIES``), else by the
 mean validation score of normal images (how well normality is reconstructed) or, with
 ``variant.selection == "synthetic"``, by the AUROC of validation normals against copies of them
 with a drawn scratch or pasted patch (trainer/agad/synthetic.py); both are recorded every epoch.
@@ -35,7 +36,7 @@ from trainer.agad.loss import discriminator_loss, generator_loss, generator_term
 from trainer.agad.scoring import score_batches
 from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import Variant
-from trainer.metrics import auroc
+from trainer.metrics import MIN_ANOMALIES, auroc
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +341,8 @@ def _evaluate_epoch(
 
 
 def selection_criterion(variant: Variant, val_labels: np.ndarray) -> str:
-    """The history key that chooses the epoch: labelled validation anomalies win over any proxy."""
-    if (val_labels == 1).any():
+    """The history key that chooses the epoch: enough labelled validation anomalies win over any proxy."""
+    if int((val_labels == 1).sum()) >= MIN_ANOMALIES:
         return "val_auroc"
     return "val_synthetic_auroc" if variant.selection == "synthetic" else "val_normal_score"
 

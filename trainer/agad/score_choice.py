@@ -6,7 +6,7 @@ else l2, the paper's score. Another candidate replaces it only when it beats it 
 validation split by more than :data:`Z` standard errors. Why not simply the best validation AUROC:
 a factory's validation split holds a handful of confirmed defects, and the best of six noisy
 AUROCs measured on eight defects is mostly luck (on elpv it traded a test AUROC of 0.845 for 0.767).
-With fewer than :data:`MIN_ANOMALIES` labelled anomalies nothing is measured.
+With fewer than :data:`~trainer.metrics.MIN_ANOMALIES` labelled anomalies nothing is measured.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from trainer.agad.scoring import build_scorer
 from trainer.agad.variant import ScoreSetting
 from trainer.data import Split
 from trainer.evaluate import score_split
-from trainer.metrics import auroc, auroc_standard_error
+from trainer.metrics import MIN_ANOMALIES, auroc, auroc_standard_error
 
-MIN_ANOMALIES = 5
 Z = 1.96
 """How many standard errors of the difference a candidate must lead by to replace the standing choice."""
 CANDIDATES: tuple[ScoreMethod | MemoryMethod, ...] = (*SCORE_METHODS, *MEMORY_METHODS)
