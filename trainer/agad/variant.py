@@ -87,8 +87,8 @@ PRESETS: dict[str, Variant] = {
     # The product default: the best variant on held-out dev data in docs/RESULTS.md, table 1
     # (Fashion-MNIST class 0: dev AUROC 0.80 faithful, 0.88 detached, 0.89 detached + recomputed BN;
     # adding the weight average, dev l2 on classes 0/6/8 and elpv: 0.897/0.789/0.877/0.747 against
-    # 0.866/0.789/0.829/0.606 without). Its score is chosen per model on validation's labelled
-    # anomalies, l2 without them: no single score leads on every data set's dev data.
+    # 0.866/0.789/0.829/0.606 without). Its score: knn_contrast with labelled defects, else l2,
+    # unless validation clearly prefers another (trainer/agad/score_choice.py).
     "default": replace(
         FAITHFUL, name="default", detach_pseudo=True, batchnorm="recompute", ema=0.98, score="auto"
     ),
