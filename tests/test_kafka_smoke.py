@@ -98,6 +98,10 @@ def test_frames_reach_a_two_member_group_exactly_once(
         )
         for name in ("a", "b")
     ]
+    for member in members:
+        # The topic's metadata before joining, as the scorer fetches it (stream/worker.py): a leader
+        # that joins without it assigns nothing and only notices at the next metadata refresh.
+        member.consumer.topics()
     threads = [threading.Thread(target=member.run, name=f"consumer-{member.name}") for member in members]
     for thread in threads:
         thread.start()
