@@ -191,12 +191,8 @@ def table_runs(table: str) -> list[dict[str, Any]]:
     return sorted(latest.values(), key=lambda r: r.get("finished_at", ""))
 
 
-def fmnist_runs() -> list[dict[str, Any]]:
-    return table_runs("fmnist")
-
-
 def fmnist_section() -> list[str]:
-    runs = fmnist_runs()
+    runs = table_runs("fmnist")
     lines = [
         "## 2. Fashion-MNIST one-class (paper protocol)",
         "",
@@ -368,7 +364,7 @@ def _elpv_cell(
 
 def targets_section() -> list[str]:
     """Issue 3's targets for the default variant beside what was measured (held-out selection)."""
-    fmnist, elpv = fmnist_runs(), table_runs("elpv")
+    fmnist, elpv = table_runs("fmnist"), table_runs("elpv")
     agad, adversarial = "agad-default", "agad-adversarial"
     rows = [
         (
