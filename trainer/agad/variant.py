@@ -82,6 +82,8 @@ class Variant:
 
 
 FAITHFUL = Variant()
+# AGAD's generator and supervised objective alone: no discriminator, no contextual-adversarial pass.
+NO_DISCRIMINATOR = replace(FAITHFUL, w_adv=0.0, w_adcon=0.0, w_lat=0.0, w_con=1.0)
 
 PRESETS: dict[str, Variant] = {
     # The product default: the best variant on held-out dev data. AGAD's reconstruction and its
@@ -92,7 +94,7 @@ PRESETS: dict[str, Variant] = {
     # γ = 0 (0.829 against 0.747) and γ = 0.05 (0.732 against 0.723); and it trains in about 40 %
     # of the time (a third on elpv). Its score: knn_contrast with labelled defects, else l2,
     # unless validation clearly prefers another (trainer/agad/score_choice.py).
-    "default": replace(FAITHFUL, name="default", w_adv=0.0, w_adcon=0.0, w_lat=0.0, w_con=1.0, score="auto"),
+    "default": replace(NO_DISCRIMINATOR, name="default", score="auto"),
     # The best adversarial variant, the default until it measured behind the one above: the paper's
     # losses with the pseudo-anomaly pass detached, BatchNorm statistics re-estimated on normal
     # images and a weight average of G (Fashion-MNIST class 0 dev AUROC: 0.80 faithful, 0.88
@@ -106,7 +108,7 @@ PRESETS: dict[str, Variant] = {
     "skip-ganomaly": replace(FAITHFUL, name="skip-ganomaly", arch="unet", w_adcon=0.0, w_lat=1.0),
     # Reconstruction only, scored by l2: the floor every learned model must clear. The same
     # training as the default, so at γ = 0 (nothing labelled, the default ships l2) the two agree.
-    "autoencoder": replace(FAITHFUL, name="autoencoder", w_adv=0.0, w_adcon=0.0, w_lat=0.0, w_con=1.0),
+    "autoencoder": replace(NO_DISCRIMINATOR, name="autoencoder"),
 }
 
 
