@@ -11,6 +11,7 @@ from torch import nn
 
 from agad_stream.model.generator import build_generator
 from agad_stream.preprocess import to_model_input
+from trainer.agad.augment import random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
@@ -153,6 +154,20 @@ def test_synthetic_defects_damage_a_small_part_of_each_image_reproducibly() -> N
     assert not torch.equal(damaged, synthetic_defects(images, seed=4))
 
 
+def test_flips_turn_each_image_as_a_whole_along_the_chosen_axes_only() -> None:
+    images = torch.randn(64, 1, 8, 8)
+    assert torch.equal(random_flips(images, "none", torch.Generator().manual_seed(0)), images)
+    for augment, allowed in (("hflip", 2), ("flips", 4)):
+        out = random_flips(images, augment, torch.Generator().manual_seed(0))
+        poses = [
+            [torch.equal(o, pose) for pose in (x, x.flip(2), x.flip(1), x.flip(1).flip(2))]
+            for o, x in zip(out, images, strict=True)
+        ]
+        assert all(any(p[:allowed]) for p in poses), augment  # every image is one allowed pose of itself
+        assert len({p.index(True) for p in poses}) == allowed  # and every allowed pose occurs
+        assert torch.equal(out, random_flips(images, augment, torch.Generator().manual_seed(0)))
+
+
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:
     variant = preset("faithful", batch_size=32, anomalies_per_batch=8, detach_pseudo=True, lr=1e-3)
     result = train_agad(_data(True), variant, image_size=32, epochs=3, progress=False)
@@ -225,6 +240,8 @@ def test_variant_refuses_choices_that_would_fail_after_training() -> None:
         preset("default", score="l3")
     with pytest.raises(ValueError, match="naive generator"):
         preset("default", arch="unet", score="knn_latent")
+    with pytest.raises(ValueError, match="augment='rotate'"):
+        preset("default", augment="rotate")
     assert preset("default", score="l2+knn_latent").score == "l2+knn_latent"
 
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
+from trainer.agad.augment import random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
@@ -83,7 +84,7 @@ def _batches(
         if per_batch:
             drawn = anomalous[torch.randint(len(anomalous), (per_batch,), generator=generator)]
             index = torch.cat([index, drawn])
-        yield data.train_images[index], labels[index]
+        yield random_flips(data.train_images[index], variant.augment, generator), labels[index]
 
 
 def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module, Discriminator | None]:

@@ -12,6 +12,7 @@ from typing import Any, Literal, cast, get_args
 
 from agad_stream.model.card import ARCHITECTURES, MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
 from agad_stream.model.generator import Architecture
+from trainer.agad.augment import Augment
 from trainer.agad.batchnorm import BATCHNORM_MODES, BatchNormMode
 
 LatentLoss = Literal["norm", "mse"]
@@ -49,6 +50,9 @@ class Variant:
     # Exponential moving average of G's weights for evaluation and the saved model (paper: none;
     # 0 = off, e.g. 0.95 averages over about the last 20 steps).
     ema: float = 0.0
+    # Random flips of training images, normals and labelled anomalies alike (paper: none):
+    # "hflip" left-right, "flips" also upside down, for parts without a fixed orientation.
+    augment: Augment = "none"
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -58,6 +62,7 @@ class Variant:
             "batchnorm": BATCHNORM_MODES,
             "score": (*SCORE_METHODS, *MEMORY_METHODS, "auto"),
             "selection": get_args(Selection),
+            "augment": get_args(Augment),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

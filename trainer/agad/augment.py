@@ -1,0 +1,27 @@
+"""Label-preserving flips of training batches.
+
+Few labelled defects go a long way only if the model sees them in more than one pose: a solar
+cell flipped left-right or upside down is still the same cell with the same crack. Flips are
+drawn per image from the training loop's seeded generator, so runs stay reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Augment = Literal["none", "hflip", "flips"]
+
+
+def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+    """``images`` (N, C, H, W) with each image flipped left-right (``hflip``), or also upside down
+    (``flips``), with probability one half per axis; ``none`` returns them unchanged."""
+    if augment == "none":
+        return images
+    axes = [3] if augment == "hflip" else [3, 2]
+    out = images.clone()
+    for axis in axes:
+        chosen = torch.rand(len(images), generator=generator) < 0.5
+        out[chosen] = out[chosen].flip(axis)
+    return out
