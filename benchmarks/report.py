@@ -132,9 +132,11 @@ def ablation_section() -> list[str]:
         "",
         "Each row is one training run (seed 0). **dev** = AUROC on validation normals plus labelled "
         "anomalies that are not test data (the pool the data set would label at γ = 0.05); choices are "
-        "made on it. **test** = AUROC on the test split for the epoch chosen on validation (lowest "
-        "validation score of normal images), per score. **best-on-test** = the highest per-epoch test "
-        "AUROC of the run's own score, as GANomaly-family code reports it; never used to choose. "
+        "made on it. **test** = AUROC on the test split for the epoch chosen on validation (by its AUROC "
+        "where validation holds at least 5 labelled anomalies, else by the lowest validation score of "
+        "normal images), per score. γ = share of labelled anomalies in training. **best-on-test** = "
+        "the highest per-epoch test AUROC of the run's own score, as GANomaly-family code reports it; "
+        "never used to choose. "
         "Scores: l2/topk/maxpool from the reconstruction; disc = D calls x fake; latent = distance of "
         "D's features of x and x̂; skip = Skip-GANomaly's 0.9·l2 + 0.1·latent; knn_latent (ours) = mean "
         "distance of G's bottleneck code to the 5 nearest codes of training normals; l2+knn_latent = "
@@ -147,15 +149,16 @@ def ablation_section() -> list[str]:
         return [*lines, "No ablation run recorded yet.", ""]
     scores = ["l2", "topk", "maxpool", "disc", "latent", "skip", *ALTERNATIVE_SCORES]
     lines.append(
-        "| data | run | change vs faithful | epoch (chosen/of) | dev AUROC (own score) | "
+        "| data | γ | run | change vs faithful | epoch (chosen/of) | dev AUROC (own score) | "
         + " | ".join(f"test {s}" for s in scores)
         + " | best-on-test | train img/s | wall s |"
     )
-    lines.append("|" + "---|" * (8 + len(scores)))
-    for run in sorted(runs, key=lambda r: (r["data"], r["name"])):
+    lines.append("|" + "---|" * (9 + len(scores)))
+    for run in sorted(runs, key=lambda r: (r["data"], r["gamma"], r["name"])):
         dev = run["dev"]["auroc"].get(run["score"])
         row = [
             run["data"],
+            f"{run['gamma']:g}",
             run["name"],
             variant_delta(run),
             f"{run['selected_epoch']}/{run['epochs']}",
