@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,20 @@ def test_flips_turn_each_image_as_a_whole_along_the_chosen_axes_only() -> None:
         assert all(any(p[:allowed]) for p in poses), augment  # every image is one allowed pose of itself
         assert len({p.index(True) for p in poses}) == allowed  # and every allowed pose occurs
         assert torch.equal(out, random_flips(images, augment, torch.Generator().manual_seed(0)))
+
+
+def test_training_sees_flipped_images_only_when_asked() -> None:
+    """One epoch of normals: the batch order is drawn before any flip, so flips alone can differ."""
+    data = _data(False)
+    symmetric = (data.train_images + data.train_images.flip(3)) / 2  # unchanged by a left-right flip
+    mirrored = replace(data, train_images=symmetric)
+
+    def first_epoch_loss(d: TrainData, augment: str) -> float:
+        variant = preset("default", batch_size=32, augment=augment)
+        return float(train_agad(d, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
+
+    assert first_epoch_loss(data, "hflip") != pytest.approx(first_epoch_loss(data, "none"), rel=1e-6)
+    assert first_epoch_loss(mirrored, "hflip") == pytest.approx(first_epoch_loss(mirrored, "none"), rel=1e-6)
 
 
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:
