@@ -6,9 +6,9 @@ oversampled so that every batch holds ``variant.anomalies_per_batch`` of them.
 Model selection never looks at test labels: after each epoch the validation split is scored and
 the best epoch kept: by validation AUROC when validation holds enough labelled anomalies
 (``trainer.metrics.MIN_ANOMALIES``), else by the mean validation score of normal images (how well
-normality is reconstructed) or, with
-``variant.selection == "synthetic"``, by the AUROC of validation normals against copies of them
-with a drawn scratch or pasted patch (trainer/agad/synthetic.py); both are recorded every epoch.
+normality is reconstructed) or, with ``variant.selection == "synthetic"``, by the AUROC of
+validation normals against copies of them with a drawn scratch or pasted patch
+(trainer/agad/synthetic.py); both are recorded every epoch.
 When a test split is passed, its AUROC per epoch is recorded too, labelled as such, only to
 compare like with like with GANomaly-family code that reports the best epoch on the test set.
 """
