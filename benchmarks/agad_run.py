@@ -36,7 +36,7 @@ from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
 from trainer.cli import parse_variant_overrides
 from trainer.data import load_dataset
-from trainer.evaluate import evaluation_report, score_split
+from trainer.evaluate import evaluation_report, score_images, score_split
 from trainer.metrics import auroc, calibrate_threshold
 
 
@@ -114,7 +114,7 @@ def main() -> None:
                 result.generator, method, train_normal, val_normal, train_anomalous=train_anomalous
             )
             for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
-                scores[method] = _scores_of(memory_scorer, tensors(images))
+                scores[method] = score_images(memory_scorer, tensors(images))
 
     scorer, choice = shipped_scorer(
         result.generator,
@@ -168,11 +168,6 @@ def main() -> None:
         f"{path}: dev {record['dev']['auroc']}, test {record['test']['auroc']}, "
         f"selected epoch {result.best_epoch}, best-on-test {record['best_epoch_on_test']}"
     )
-
-
-@torch.inference_mode()
-def _scores_of(scorer: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
-    return torch.cat([scorer(batch)[0] for batch in images.split(512)]).numpy()
 
 
 def _standardise(values: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -95,9 +95,12 @@ def picked_score(run: dict[str, Any]) -> str:
 
     Whenever validation holds labelled anomalies, the run's dev set is the validation split
     (benchmarks/common.py), so this is the choice training makes; runs from before ``auto`` get it too.
+    A choice made on synthetically damaged validation normals cannot be recomputed: it is read back.
     """
-    from trainer.agad.score_choice import pick_score, standing_score
+    from trainer.agad.score_choice import SYNTHETIC, pick_score, standing_score
 
+    if run.get("score_choice", {}).get("evidence") == SYNTHETIC:
+        return str(run["score"])
     val = run["data_summary"]["splits"]["val"]
     standing = standing_score(contrast_available=run["dev"]["auroc"].get("knn_contrast") is not None)
     return pick_score(run["dev"]["auroc"], val["anomalous"], val["normal"], standing=standing).method

@@ -16,7 +16,7 @@ from trainer.agad.augment import random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
-from trainer.agad.score_choice import choose_score, pick_score, shipped_scorer
+from trainer.agad.score_choice import LABELLED, SYNTHETIC, choose_score, pick_score, shipped_scorer
 from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
 from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import preset
@@ -303,3 +303,28 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
     assert no_defects == pick_score(no_defects.val_auroc, n_anomalous=8, n_normal=24, standing="l2")
     no_memory = choose_score(result.generator, val, normal, val_normal, anomalous, with_memory=False)
     assert set(no_memory.val_auroc) == {"l2", "topk", "maxpool"}
+
+
+def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_normals() -> None:
+    data = _data(with_anomalies=False)
+    result = train_agad(data, preset("default", batch_size=32), image_size=32, epochs=1, progress=False)
+    pixels = ((data.val_images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    val = Split(pixels, data.val_labels, np.array(["good"] * 24), [str(i) for i in range(24)])
+    val_normal = torch.from_numpy(to_model_input(pixels))
+    normal, none = data.train_images, data.train_images[:0]
+    scorer, choice = shipped_scorer(result.generator, "auto", val, normal, val_normal, none, with_memory=True)
+    assert choice.evidence == SYNTHETIC and "synthetically damaged" in choice.reason
+    assert set(choice.val_auroc) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent"}
+    images = torch.cat([val_normal, synthetic_defects(val_normal)])
+    labels = np.r_[np.zeros(24, dtype=int), np.ones(24, dtype=int)]
+    for method, value in choice.val_auroc.items():
+        candidate = build_scorer(result.generator, method, normal, val_normal)
+        with torch.inference_mode():
+            assert value == pytest.approx(auroc(labels, candidate(images)[0].numpy()))
+    assert choice == pick_score(
+        choice.val_auroc, n_anomalous=24, n_normal=24, standing="l2", evidence=SYNTHETIC
+    )
+    assert scorer.spec().method == choice.method
+    # Trained with labelled defects but too few in validation: knn_contrast stands, nothing measured.
+    few = choose_score(result.generator, val, normal, val_normal, data.train_images[:4], with_memory=True)
+    assert (few.method, few.val_auroc, few.evidence) == ("knn_contrast", {}, LABELLED)

@@ -78,10 +78,12 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         "normalisation": card["input"]["normalisation"],
     }
     assert card["threshold"]["method"] == "normal_quantile"  # gamma 0: validation holds normals only
-    # The default's score=auto has no labelled anomalies to compare scores on: it ships l2.
+    # The default's score=auto has no labelled anomalies: it compares scores on damaged validation normals.
     assert card["variant"]["score"] == "auto"
-    assert card["training"]["score_choice"]["method"] == card["score"]["method"] == "l2"
-    assert "fewer than" in card["training"]["score_choice"]["reason"]
+    choice = card["training"]["score_choice"]
+    assert choice["method"] == card["score"]["method"]
+    assert choice["evidence"] == "synthetically damaged copies of validation normals"
+    assert set(choice["val_auroc"]) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent"}
     history = card["training"]["history"]
     assert card["training"]["selection"] == "val_synthetic_auroc"
     assert card["training"]["best_epoch"] == 1 + max(

@@ -26,6 +26,17 @@ def score_split(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> n
     return np.concatenate(scores) if scores else np.empty(0, dtype=np.float32)
 
 
+@torch.inference_mode()
+def score_images(scorer: AnomalyScorer, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Anomaly score of model-ready images (N, C, H, W) in [-1, 1], e.g. synthetically damaged ones."""
+    scorer.eval()
+    parts = [
+        scorer(batch.contiguous(memory_format=torch.channels_last))[0].float().numpy()
+        for batch in images.split(batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
 def evaluation_report(
     split: Split, scores: np.ndarray, threshold: float, hard_groups: tuple[str, ...] = ()
 ) -> dict[str, Any]:

@@ -6,7 +6,12 @@ else l2, the paper's score. Another candidate replaces it only when it beats it 
 validation split by more than :data:`Z` standard errors. Why not simply the best validation AUROC:
 a factory's validation split holds a handful of confirmed defects, and the best of six noisy
 AUROCs measured on eight defects is mostly luck (on elpv it traded a test AUROC of 0.845 for 0.767).
-With fewer than :data:`~trainer.metrics.MIN_ANOMALIES` labelled anomalies nothing is measured.
+
+With fewer than :data:`~trainer.metrics.MIN_ANOMALIES` labelled anomalies in validation, a model
+trained on normal images only is judged instead on validation normals against damaged copies of
+them (trainer/agad/synthetic.py): no label is needed to ask which score notices a scratch. A model
+trained with labelled defects keeps knn_contrast then, since drawn damage cannot say how near an
+image lies to the defects it was shown.
 """
 
 from __future__ import annotations
@@ -16,21 +21,26 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from agad_stream.model.card import MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
 from agad_stream.model.score import AnomalyScorer
 from trainer.agad.scoring import build_scorer
+from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import ScoreSetting
 from trainer.data import Split
-from trainer.evaluate import score_split
+from trainer.evaluate import score_images, score_split
 from trainer.metrics import MIN_ANOMALIES, auroc, auroc_standard_error
 
 Z = 1.96
 """How many standard errors of the difference a candidate must lead by to replace the standing choice."""
 CANDIDATES: tuple[ScoreMethod | MemoryMethod, ...] = (*SCORE_METHODS, *MEMORY_METHODS)
 """In order of preference when two challengers lead by as much: the plainer score first."""
+LABELLED = "labelled anomalies"
+SYNTHETIC = "synthetically damaged copies of validation normals"
+"""What a choice was measured on (:attr:`ScoreChoice.evidence`)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class ScoreChoice:
     method: ScoreMethod | MemoryMethod
     reason: str
     val_auroc: dict[str, float]
+    evidence: str = LABELLED
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,19 +65,21 @@ def pick_score(
     n_normal: int,
     *,
     standing: ScoreMethod | MemoryMethod,
+    evidence: str = LABELLED,
 ) -> ScoreChoice:
     """The standing score, or the candidate that beats it on validation by more than Z standard errors.
 
     ``val_auroc`` may hold other keys (the benchmarks' ablation scores); only deployable
     candidates that were measured compete. The standard error of the difference is taken as if
     the two AUROCs were independent, which overstates it: the rule changes its mind reluctantly.
+    ``evidence`` names what the ``n_anomalous`` anomalies are.
     """
     if n_anomalous < MIN_ANOMALIES:
         reason = (
-            f"validation holds {n_anomalous} labelled anomalies, fewer than {MIN_ANOMALIES} "
+            f"validation holds {n_anomalous} {evidence}, fewer than {MIN_ANOMALIES} "
             f"to compare scores on: {standing}, the standing choice"
         )
-        return ScoreChoice(standing, reason, {})
+        return ScoreChoice(standing, reason, {}, evidence)
     measured: dict[ScoreMethod | MemoryMethod, float] = {
         m: float(v) for m in CANDIDATES if (v := val_auroc.get(m)) is not None
     }
@@ -82,20 +95,20 @@ def pick_score(
         return float((measured[m] - measured[standing]) / max(spread, 1e-12))
 
     challenger = max((m for m in measured if m != standing), key=lead, default=None)
-    counts = f"over {n_anomalous} labelled anomalies and {n_normal} normals"
+    counts = f"over {n_anomalous} {evidence} and {n_normal} normals"
     values = {str(m): v for m, v in measured.items()}
     if challenger is not None and lead(challenger) > Z:
         reason = (
             f"{challenger} beats the standing {standing} on validation by {lead(challenger):.1f} standard "
             f"errors (AUROC {measured[challenger]:.3f} vs {measured[standing]:.3f}) {counts}"
         )
-        return ScoreChoice(challenger, reason, values)
+        return ScoreChoice(challenger, reason, values, evidence)
     best = f"; closest: {challenger} {measured[challenger]:.3f}" if challenger is not None else ""
     reason = (
         f"no candidate beats the standing {standing} (validation AUROC {measured[standing]:.3f}) by more "
         f"than {Z} standard errors {counts}{best}"
     )
-    return ScoreChoice(standing, reason, values)
+    return ScoreChoice(standing, reason, values, evidence)
 
 
 def choose_score(
@@ -110,7 +123,9 @@ def choose_score(
     """Measure every candidate score of a trained generator on ``val`` and pick one.
 
     ``with_memory``: whether the generator has a code to build the latent memory scores on (the
-    naive generator); ``knn_contrast`` competes only when training had labelled anomalies.
+    naive generator); ``knn_contrast`` competes only when training had labelled anomalies. Without
+    enough labelled anomalies in ``val`` and none in training, ``val_normal`` is compared with
+    damaged copies of itself.
     """
     return _measure_and_pick(generator, val, train_normal, val_normal, train_anomalous, with_memory)[0]
 
@@ -146,15 +161,24 @@ def _measure_and_pick(
     train_anomalous: torch.Tensor,
     with_memory: bool,
 ) -> tuple[ScoreChoice, dict[str, AnomalyScorer]]:
-    """The choice, and the candidate scorers built to measure it (none with too few anomalies)."""
+    """The choice, and the candidate scorers built to measure it (none when nothing is measured)."""
     n_anomalous, n_normal = int((val.labels == 1).sum()), int((val.labels == 0).sum())
-    standing = standing_score(contrast_available=with_memory and len(train_anomalous) > 0)
-    if n_anomalous < MIN_ANOMALIES:
+    contrast = with_memory and len(train_anomalous) > 0
+    standing = standing_score(contrast_available=contrast)
+    synthetic = n_anomalous < MIN_ANOMALIES and not len(train_anomalous) and len(val_normal) >= MIN_ANOMALIES
+    if n_anomalous < MIN_ANOMALIES and not synthetic:
         return pick_score({}, n_anomalous, n_normal, standing=standing), {}
     scorers = {
         str(m): build_scorer(generator, m, train_normal, val_normal, train_anomalous=train_anomalous)
         for m in CANDIDATES
-        if m in SCORE_METHODS or (with_memory and (m != "knn_contrast" or len(train_anomalous)))
+        if m in SCORE_METHODS or (with_memory and (m != "knn_contrast" or contrast))
     }
-    measured = {m: auroc(val.labels, score_split(scorer, val)) for m, scorer in scorers.items()}
-    return pick_score(measured, n_anomalous, n_normal, standing=standing), scorers
+    if not synthetic:
+        measured = {m: auroc(val.labels, score_split(scorer, val)) for m, scorer in scorers.items()}
+        return pick_score(measured, n_anomalous, n_normal, standing=standing), scorers
+    damaged = synthetic_defects(val_normal)
+    images = torch.cat([val_normal, damaged])
+    labels = np.r_[np.zeros(len(val_normal), dtype=int), np.ones(len(damaged), dtype=int)]
+    measured = {m: auroc(labels, score_images(scorer, images)) for m, scorer in scorers.items()}
+    choice = pick_score(measured, len(damaged), len(val_normal), standing=standing, evidence=SYNTHETIC)
+    return choice, scorers
