@@ -42,7 +42,8 @@ class Variant:
     anomalies_per_batch: int = 32  # paper: at least 32 of 256 in supervised batches
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses (GANomaly family)
     # paper: L2 of the reconstruction error; "auto": knn_contrast with labelled defects, else l2,
-    # unless validation clearly prefers another (trainer/agad/score_choice.py)
+    # unless validation (with no defect labelled: synthetic damage) clearly prefers another
+    # (trainer/agad/score_choice.py)
     score: ScoreSetting = "l2"
     # Epoch selection without labelled anomalies (paper silent): lowest score of validation normals,
     # or AUROC of validation normals against synthetically damaged copies (trainer/agad/synthetic.py).
@@ -98,7 +99,8 @@ PRESETS: dict[str, Variant] = {
     # (mean 0.985 against 0.972), at γ = 0 on seven of ten (l2, 0.904 against 0.899), on elpv at
     # γ = 0 (0.829 against 0.747) and γ = 0.05 (0.732 against 0.723); and it trains in about 40 %
     # of the time (a third on elpv). Its score: knn_contrast with labelled defects, else l2,
-    # unless validation clearly prefers another (trainer/agad/score_choice.py).
+    # unless validation (with no defect labelled: synthetic damage) clearly prefers another
+    # (trainer/agad/score_choice.py).
     "default": replace(NO_DISCRIMINATOR, name="default", score="auto"),
     # The best adversarial variant, the default until it measured behind the one above: the paper's
     # losses with the pseudo-anomaly pass detached, BatchNorm statistics re-estimated on normal
