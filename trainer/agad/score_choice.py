@@ -38,9 +38,9 @@ Z = 1.96
 """How many standard errors of the difference a candidate must lead by to replace the standing choice."""
 CANDIDATES: tuple[ScoreMethod | MemoryMethod, ...] = (*SCORE_METHODS, *MEMORY_METHODS)
 """In order of preference when two challengers lead by as much: the plainer score first."""
+# What a choice was measured on (ScoreChoice.evidence).
 LABELLED = "labelled anomalies"
 SYNTHETIC = "synthetically damaged copies of validation normals"
-"""What a choice was measured on (:attr:`ScoreChoice.evidence`)."""
 
 
 @dataclass(frozen=True)
