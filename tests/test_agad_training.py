@@ -260,6 +260,14 @@ def test_variant_refuses_choices_that_would_fail_after_training() -> None:
     assert preset("default", score="l2+knn_latent").score == "l2+knn_latent"
 
 
+def _serving_val(data: TrainData) -> tuple[Split, torch.Tensor]:
+    """``data``'s validation images as stored pixels (a Split) and as the serving input they become."""
+    pixels = ((data.val_images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    kinds = np.where(data.val_labels == 1, "square", "good")
+    split = Split(pixels, data.val_labels, kinds, [str(i) for i in range(len(pixels))])
+    return split, torch.from_numpy(to_model_input(pixels))
+
+
 def test_score_choice_keeps_the_standing_score_unless_another_clearly_beats_it() -> None:
     measured = {"l2": 0.80, "topk": 0.90, "maxpool": 0.90, "disc": 0.99, "knn_contrast": 0.85}
     # Eight defects: 0.90 against 0.85 is well within chance.
@@ -279,11 +287,7 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
     data = _data(with_anomalies=True)
     variant = preset("default", batch_size=32, anomalies_per_batch=4)
     result = train_agad(data, variant, image_size=32, epochs=1, progress=False)
-    pixels = ((data.val_images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    val = Split(
-        pixels, data.val_labels, np.array(["good"] * 24 + ["square"] * 8), [str(i) for i in range(32)]
-    )
-    val_x = torch.from_numpy(to_model_input(pixels))  # what the choice scores: the serving input
+    val, val_x = _serving_val(data)  # what the choice scores: the serving input
     normal, anomalous = data.train_images[data.train_labels == 0], data.train_images[data.train_labels == 1]
     val_normal = val_x[:24]
     scorer, choice = shipped_scorer(
@@ -308,9 +312,7 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
 def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_normals() -> None:
     data = _data(with_anomalies=False)
     result = train_agad(data, preset("default", batch_size=32), image_size=32, epochs=1, progress=False)
-    pixels = ((data.val_images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    val = Split(pixels, data.val_labels, np.array(["good"] * 24), [str(i) for i in range(24)])
-    val_normal = torch.from_numpy(to_model_input(pixels))
+    val, val_normal = _serving_val(data)
     normal, none = data.train_images, data.train_images[:0]
     scorer, choice = shipped_scorer(result.generator, "auto", val, normal, val_normal, none, with_memory=True)
     assert choice.evidence == SYNTHETIC and "synthetically damaged" in choice.reason

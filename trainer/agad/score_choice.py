@@ -165,15 +165,16 @@ def _measure_and_pick(
     n_anomalous, n_normal = int((val.labels == 1).sum()), int((val.labels == 0).sum())
     contrast = with_memory and len(train_anomalous) > 0
     standing = standing_score(contrast_available=contrast)
-    synthetic = n_anomalous < MIN_ANOMALIES and not len(train_anomalous) and len(val_normal) >= MIN_ANOMALIES
-    if n_anomalous < MIN_ANOMALIES and not synthetic:
+    labelled = n_anomalous >= MIN_ANOMALIES
+    synthetic = not labelled and not len(train_anomalous) and len(val_normal) >= MIN_ANOMALIES
+    if not (labelled or synthetic):
         return pick_score({}, n_anomalous, n_normal, standing=standing), {}
     scorers = {
         str(m): build_scorer(generator, m, train_normal, val_normal, train_anomalous=train_anomalous)
         for m in CANDIDATES
         if m in SCORE_METHODS or (with_memory and (m != "knn_contrast" or contrast))
     }
-    if not synthetic:
+    if labelled:
         measured = {m: auroc(val.labels, score_split(scorer, val)) for m, scorer in scorers.items()}
         return pick_score(measured, n_anomalous, n_normal, standing=standing), scorers
     damaged = synthetic_defects(val_normal)
