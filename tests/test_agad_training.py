@@ -14,11 +14,11 @@ from agad_stream.model.generator import build_generator
 from agad_stream.preprocess import to_model_input
 from trainer.agad.augment import random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
-from trainer.agad.loop import TrainData, selection_criterion, train_agad
+from trainer.agad.loop import TrainData, _batches, selection_criterion, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.score_choice import LABELLED, SYNTHETIC, choose_score, pick_score, shipped_scorer
 from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
-from trainer.agad.synthetic import synthetic_defects
+from trainer.agad.synthetic import damage_some, synthetic_defects
 from trainer.agad.variant import preset
 from trainer.data import Split
 from trainer.metrics import MIN_ANOMALIES, auroc
@@ -181,6 +181,41 @@ def test_training_sees_flipped_images_only_when_asked() -> None:
 
     assert first_epoch_loss(data, "hflip") != pytest.approx(first_epoch_loss(data, "none"), rel=1e-6)
     assert first_epoch_loss(mirrored, "hflip") == pytest.approx(first_epoch_loss(mirrored, "none"), rel=1e-6)
+
+
+def test_repair_damages_only_the_chosen_share_of_normal_inputs() -> None:
+    images = torch.rand(400, 1, 32, 32) * 2 - 1
+    normal = torch.arange(400) < 300
+    assert damage_some(images, normal, 0.0, torch.Generator().manual_seed(0)) is images
+    out = damage_some(images, normal, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != images).flatten(1).any(1)
+    assert not bool(changed[~normal].any())  # labelled anomalies stay as they are
+    assert 0.4 < float(changed[normal].float().mean()) < 0.6
+    assert torch.equal(out, damage_some(images, normal, 0.5, torch.Generator().manual_seed(0)))
+    everything = damage_some(images, normal, 1.0, torch.Generator().manual_seed(1))
+    assert bool((everything != images).flatten(1).any(1)[normal].all())
+
+
+def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
+    """The first epoch's reconstruction loss is taken against the clean images: damaged inputs
+    change it, and repair=0 trains exactly as before."""
+    data = _data(False)
+
+    def first_epoch_loss(repair: float) -> float:
+        variant = preset("default", batch_size=32, repair=repair)
+        return float(train_agad(data, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
+
+    variant = preset("default", batch_size=32, repair=1.0)
+    for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
+        originals = data.train_images.flatten(1)
+        assert all(bool((originals == t).all(1).any()) for t in targets.flatten(1))  # clean targets
+        assert bool((inputs != targets).flatten(1).any(1)[labels == 0].all())  # damaged inputs
+
+    plain = first_epoch_loss(0.0)
+    assert first_epoch_loss(0.0) == pytest.approx(plain, rel=1e-6)
+    assert first_epoch_loss(1.0) != pytest.approx(plain, rel=1e-3)
+    with pytest.raises(ValueError, match=r"repair=1\.5"):
+        preset("default", repair=1.5)
 
 
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:

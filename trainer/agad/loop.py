@@ -35,7 +35,7 @@ from trainer.agad.augment import random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
-from trainer.agad.synthetic import synthetic_defects
+from trainer.agad.synthetic import damage_some, synthetic_defects
 from trainer.agad.variant import Variant
 from trainer.metrics import MIN_ANOMALIES, auroc
 
@@ -69,8 +69,9 @@ class TrainResult:
 
 def _batches(
     data: TrainData, variant: Variant, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch over the normal images; labelled anomalies are drawn with replacement into each batch."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One epoch over the normal images as (inputs, targets, labels); labelled anomalies are drawn with
+    replacement into each batch. Inputs differ from targets only where ``variant.repair`` damaged them."""
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
     anomalous = torch.nonzero(labels == 1).squeeze(1)
@@ -84,7 +85,9 @@ def _batches(
         if per_batch:
             drawn = anomalous[torch.randint(len(anomalous), (per_batch,), generator=generator)]
             index = torch.cat([index, drawn])
-        yield random_flips(data.train_images[index], variant.augment, generator), labels[index]
+        targets = random_flips(data.train_images[index], variant.augment, generator)
+        inputs = damage_some(targets, labels[index] == 0, variant.repair, generator)
+        yield inputs, targets, labels[index]
 
 
 def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module, Discriminator | None]:
@@ -186,10 +189,11 @@ def train_agad(
                 )
             ),
         )
-        for x, y in bar:
+        for inputs, x, y in bar:
+            inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
-            losses = _step(x, y, generator, discriminator, opt_g, opt_d, variant)
+            losses = _step(inputs, x, y, generator, discriminator, opt_g, opt_d, variant)
             if average is not None:
                 average_steps += 1
                 _update_average(average, generator, _debiased(variant.ema, average_steps))
@@ -262,6 +266,7 @@ def _update_average(average: nn.Module, generator: nn.Module, decay: float) -> N
 
 
 def _step(
+    inputs: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
     generator: nn.Module,
@@ -270,7 +275,7 @@ def _step(
     opt_d: torch.optim.Optimizer | None,
     variant: Variant,
 ) -> dict[str, float]:
-    x_hat = generator(x)
+    x_hat = generator(inputs)  # the reconstruction target is always x, the clean image
     x_hat2 = None
     if variant.w_adcon > 0:
         source = x_hat.detach() if variant.detach_pseudo else x_hat

@@ -54,6 +54,9 @@ class Variant:
     # Random flips of training images, normals and labelled anomalies alike (paper: none):
     # "hflip" left-right, "flips" also upside down, for parts without a fixed orientation.
     augment: Augment = "none"
+    # Share of normal training inputs given a synthetic scratch or patch while the target stays the
+    # clean image (paper: none; 0 = off): G learns to remove defects, so real ones leave a residual.
+    repair: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -68,6 +71,8 @@ class Variant:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if not 0.0 <= self.repair <= 1.0:
+            raise ValueError(f"repair={self.repair}: choose a share of normal inputs from 0 (off) to 1")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: choose 0 (off) or a decay in (0, 1), e.g. 0.95")
         if self.score in MEMORY_METHODS and self.arch != "naive":
