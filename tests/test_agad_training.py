@@ -342,6 +342,12 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
     assert no_defects == pick_score(no_defects.val_auroc, n_anomalous=8, n_normal=24, standing="l2")
     no_memory = choose_score(result.generator, val, normal, val_normal, anomalous, with_memory=False)
     assert set(no_memory.val_auroc) == {"l2", "topk", "maxpool"}
+    # A score the variant sets is shipped as it is, and the record says nothing was measured.
+    fixed, fixed_choice = shipped_scorer(
+        result.generator, "maxpool", val, normal, val_normal, anomalous, with_memory=True
+    )
+    assert fixed.spec().method == "maxpool"
+    assert (fixed_choice.val_auroc, fixed_choice.evidence) == ({}, None)
 
 
 def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_normals() -> None:

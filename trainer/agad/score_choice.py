@@ -48,7 +48,7 @@ class ScoreChoice:
     method: ScoreMethod | MemoryMethod
     reason: str
     val_auroc: dict[str, float]
-    evidence: str = LABELLED
+    evidence: str | None = None  # None: nothing was measured, the variant set the score
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
