@@ -208,8 +208,8 @@ def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
         return float(train_agad(data, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
 
     variant = preset("default", batch_size=32, repair=1.0)
+    originals = data.train_images.flatten(1)
     for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
-        originals = data.train_images.flatten(1)
         assert all(bool((originals == t).all(1).any()) for t in targets.flatten(1))  # clean targets
         assert bool((inputs != targets).flatten(1).any(1)[labels == 0].all())  # damaged inputs
 
