@@ -47,13 +47,19 @@ UNSUPERVISED = "n/a (needs γ > 0)"
 PER_DATASET_FIELDS = ("name", "score", "batch_size", "anomalies_per_batch")
 
 
-def load(table: str) -> list[dict[str, Any]]:
-    """The runs of one table, oldest first, each with ``label`` set to the row it belongs in."""
+def read_runs(table: str) -> list[dict[str, Any]]:
+    """The run files of one table as written, oldest first."""
     folder = RESULTS / table
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted(runs, key=lambda r: r.get("finished_at", ""))
+
+
+def load(table: str) -> list[dict[str, Any]]:
+    """The training runs of one table, oldest first, each with ``label`` set to the row it belongs in."""
+    runs = read_runs(table)
     for run in runs:
         run["label"] = row_label(run)
-    return sorted(runs, key=lambda r: r.get("finished_at", ""))
+    return runs
 
 
 def row_label(run: dict[str, Any]) -> str:
@@ -612,7 +618,7 @@ def features_section() -> list[str]:
 
 
 def throughput_section() -> list[str]:
-    runs = load("throughput")
+    runs = read_runs("throughput")
     lines = ["## 4. Training throughput on this CPU", ""]
     if not runs:
         return [*lines, "Not measured yet.", ""]
