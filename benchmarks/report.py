@@ -650,8 +650,9 @@ def seeds_section() -> list[str]:
         runs = sorted([*([seed0[key]] if key in seed0 else []), *others], key=lambda r: r["seed"])
         picks = [picked_score(r) for r in runs]
         dev = [r["dev"]["auroc"][pick] for r, pick in zip(runs, picks, strict=True)]
-        test = [test_auroc(r, AUTO) or 0.0 for r in runs]
-        spread = f"{mean(test):.3f} ± {stdev(test):.3f}" if len(test) > 1 else "—"
+        test = [test_auroc(r, AUTO) for r in runs]
+        known = [v for v in test if v is not None]
+        spread = f"{mean(known):.3f} ± {stdev(known):.3f}" if len(known) > 1 else "—"
         data, gamma, size, epochs = key
         lines.append(
             f"| {data} | {gamma} | {size} | {epochs} | {' / '.join(picks)} | "
