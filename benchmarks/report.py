@@ -89,12 +89,17 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def test_auroc(run: dict[str, Any], score: str | None = None) -> float | None:
-    """Test AUROC of ``score`` (``auto``: the one picked on validation), by default the run's own
-    (a baseline preset's own, not the l2 it trained to select by)."""
+def resolve_score(run: dict[str, Any], score: str | None = None) -> str:
+    """``score`` itself; ``auto``: the one picked on validation; none: the run's own (a baseline
+    preset's own, not the l2 it trained to select by)."""
     if score == AUTO:
-        score = picked_score(run)
-    return run["test"]["auroc"].get(score or BASELINE_PRESETS.get(run["label"], run["score"]))
+        return picked_score(run)
+    return score or BASELINE_PRESETS.get(run["label"], str(run["score"]))
+
+
+def test_auroc(run: dict[str, Any], score: str | None = None) -> float | None:
+    """Test AUROC of ``score`` (see :func:`resolve_score`)."""
+    return run["test"]["auroc"].get(resolve_score(run, score))
 
 
 def picked_score(run: dict[str, Any]) -> str:
@@ -649,11 +654,10 @@ def seeds_section() -> list[str]:
     }
     for key, others in sorted(groups.items()):
         runs = sorted([*([seed0[key]] if key in seed0 else []), *others], key=lambda r: r["seed"])
-        picks = [picked_score(r) if "variant" in r else str(r["score"]) for r in runs]
+        picks = [resolve_score(r, AUTO if r["label"] == "agad-default" else None) for r in runs]
         dev = [r["dev"]["auroc"][pick] for r, pick in zip(runs, picks, strict=True)]
         test = [r["test"]["auroc"][pick] for r, pick in zip(runs, picks, strict=True)]
-        known = [v for v in test if v is not None]
-        spread = f"{mean(known):.3f} ± {stdev(known):.3f}" if len(known) > 1 else "—"
+        spread = f"{mean(test):.3f} ± {stdev(test):.3f}" if len(test) > 1 else "—"
         label, data, gamma, size, epochs = key
         lines.append(
             f"| {label} | {data} | {gamma} | {size} | {epochs} | {' / '.join(picks)} | "
@@ -691,11 +695,13 @@ def throughput_section() -> list[str]:
         "| variant | generator | image size | batch | train images/s (median) | threads |",
         "|---|---|---|---|---|---|",
     ]
-    for run in runs:
-        run.setdefault("variant", "faithful")
-    for run in sorted(runs, key=lambda r: (r["variant"], r["arch"], r["image_size"])):
+
+    def variant(run: dict[str, Any]) -> str:
+        return str(run.get("variant", "faithful"))
+
+    for run in sorted(runs, key=lambda r: (variant(r), r["arch"], r["image_size"])):
         lines.append(
-            f"| {run['variant']} | {run['arch']} | {run['image_size']} | {run['batch_size']} | "
+            f"| {variant(run)} | {run['arch']} | {run['image_size']} | {run['batch_size']} | "
             f"{run['images_per_second']:.1f} | {run['machine']['torch_threads']} |"
         )
     lines += [
