@@ -52,9 +52,19 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--gamma", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="fixes the data split and, by default, training")
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        help="seeds initialisation and batch order only (default: --seed); the split stays on --seed",
+    )
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--save-scores",
+        type=Path,
+        help="also save every score per dev and test image here (.npz, never committed), for ensembles",
+    )
     parser.add_argument(
         "--keep-weights",
         type=Path,
@@ -63,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    train_seed = args.seed if args.train_seed is None else args.train_seed
 
     variant = preset(args.variant, **parse_variant_overrides(args.set))
     dataset = load_dataset(args.data, args.image_size, gamma=args.gamma, seed=args.seed)
@@ -80,7 +91,7 @@ def main() -> None:
         headline.labels,
     )
     result = train_agad(
-        data, variant, image_size=args.image_size, epochs=args.epochs, seed=args.seed, progress=False
+        data, variant, image_size=args.image_size, epochs=args.epochs, seed=train_seed, progress=False
     )
 
     if args.keep_weights:
@@ -136,6 +147,7 @@ def main() -> None:
         "data": args.data,
         "gamma": args.gamma,
         "seed": args.seed,
+        "train_seed": train_seed,
         "epochs": args.epochs,
         "image_size": args.image_size,
         "variant": variant.to_dict(),
@@ -164,6 +176,11 @@ def main() -> None:
         "data_summary": dataset.summary(),
     }
     path = write_result(args.table, args.name, record)
+    if args.save_scores:
+        args.save_scores.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"dev_{k}": v for k, v in dev_scores.items()}
+        arrays |= {f"test_{k}": v for k, v in test_scores.items()}
+        np.savez(args.save_scores, dev_labels=dev_labels, test_labels=headline.labels, **arrays)
     print(
         f"{path}: dev {record['dev']['auroc']}, test {record['test']['auroc']}, "
         f"selected epoch {result.best_epoch}, best-on-test {record['best_epoch_on_test']}"
