@@ -292,6 +292,8 @@ def test_variant_refuses_choices_that_would_fail_after_training() -> None:
         preset("default", arch="unet", score="knn_latent")
     with pytest.raises(ValueError, match="augment='rotate'"):
         preset("default", augment="rotate")
+    with pytest.raises(ValueError, match="latent_dim=16"):
+        preset("default", arch="unet", score="l2", latent_dim=16)
     assert preset("default", score="l2+knn_latent").score == "l2+knn_latent"
 
 

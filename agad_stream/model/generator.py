@@ -40,20 +40,25 @@ def dcgan_widths(image_size: int, width: int, max_width: int) -> list[int]:
     return [min(width * 2**i, max_width) for i in range(stages)]
 
 
-def dcgan_encoder(channels: int, widths: list[int], norm: Norm) -> nn.Sequential:
-    """Conv 4/2/1 + LeakyReLU, then Conv-norm-LeakyReLU per width, then a 4x4 conv to a LATENT_DIM code.
+def dcgan_encoder(
+    channels: int, widths: list[int], norm: Norm, latent_dim: int = LATENT_DIM
+) -> nn.Sequential:
+    """Conv 4/2/1 + LeakyReLU, then Conv-norm-LeakyReLU per width, then a 4x4 conv to a ``latent_dim`` code.
 
     Shared by the naive generator's encoder and the discriminator's feature extractor.
     """
     layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
     for c_in, c_out in pairwise(widths):
         layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.LeakyReLU(0.2, True)]
-    layers.append(nn.Conv2d(widths[-1], LATENT_DIM, 4, 1, 0, bias=False))
+    layers.append(nn.Conv2d(widths[-1], latent_dim, 4, 1, 0, bias=False))
     return nn.Sequential(*layers)
 
 
 class NaiveGenerator(nn.Module):
-    """DCGAN encoder to a 100-d code and a mirrored decoder (the paper's choice for MNIST)."""
+    """DCGAN encoder to a code (the paper's: 100-d) and a mirrored decoder (the paper's choice for MNIST).
+
+    A narrower code leaves less room to reconstruct what training never showed.
+    """
 
     def __init__(
         self,
@@ -62,18 +67,19 @@ class NaiveGenerator(nn.Module):
         norm: Norm = nn.BatchNorm2d,
         width: int = 64,
         max_width: int = 512,
+        latent_dim: int = LATENT_DIM,
     ) -> None:
         super().__init__()
         widths = dcgan_widths(image_size, width, max_width)
         decoder: list[nn.Module] = [
-            nn.ConvTranspose2d(LATENT_DIM, widths[-1], 4, 1, 0, bias=False),
+            nn.ConvTranspose2d(latent_dim, widths[-1], 4, 1, 0, bias=False),
             norm(widths[-1]),
             nn.ReLU(True),
         ]
         for c_in, c_out in zip(widths[::-1], widths[::-1][1:], strict=False):
             decoder += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU(True)]
         decoder += [nn.ConvTranspose2d(widths[0], channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.encoder = dcgan_encoder(channels, widths, norm)
+        self.encoder = dcgan_encoder(channels, widths, norm, latent_dim)
         self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,13 +180,22 @@ class UNetPlusPlusGenerator(nn.Module):
 
 
 def build_generator(
-    arch: Architecture, image_size: int, channels: int, norm: Norm = nn.BatchNorm2d
+    arch: Architecture,
+    image_size: int,
+    channels: int,
+    norm: Norm = nn.BatchNorm2d,
+    latent_dim: int = LATENT_DIM,
 ) -> nn.Module:
-    """The generator named by ``arch`` for square ``image_size`` inputs with 1 or 3 ``channels``."""
+    """The generator named by ``arch`` for square ``image_size`` inputs with 1 or 3 ``channels``.
+
+    ``latent_dim`` sizes the naive generator's code; the UNets pass skip connections instead.
+    """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {channels}")
+    if latent_dim != LATENT_DIM and arch != "naive":
+        raise ValueError(f"latent_dim sizes the naive generator's code only; {arch} has none to size")
     if arch == "naive":
-        return NaiveGenerator(image_size, channels, norm)
+        return NaiveGenerator(image_size, channels, norm, latent_dim=latent_dim)
     if arch == "unet":
         return UNetGenerator(image_size, channels, norm)
     if arch == "unetpp":

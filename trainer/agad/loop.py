@@ -92,7 +92,7 @@ def _batches(
 
 def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module, Discriminator | None]:
     norm = RoutedBatchNorm2d if variant.batchnorm == "separate" else nn.BatchNorm2d
-    generator = build_generator(variant.arch, image_size, channels, norm=norm)
+    generator = build_generator(variant.arch, image_size, channels, norm=norm, latent_dim=variant.latent_dim)
     discriminator = Discriminator(image_size, channels) if variant.adversarial else None
     return generator, discriminator
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, cast, get_args
 
 from agad_stream.model.card import ARCHITECTURES, MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
-from agad_stream.model.generator import Architecture
+from agad_stream.model.generator import LATENT_DIM, Architecture
 from trainer.agad.augment import Augment
 from trainer.agad.batchnorm import BATCHNORM_MODES, BatchNormMode
 
@@ -26,6 +26,7 @@ class Variant:
 
     name: str = "faithful"
     arch: Architecture = "naive"
+    latent_dim: int = LATENT_DIM  # the naive generator's code (paper: 100)
     # Loss weights (paper: 1 / 50 / 15 / 5).
     w_adv: float = 1.0
     w_con: float = 50.0
@@ -71,6 +72,11 @@ class Variant:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.latent_dim < 1 or (self.latent_dim != LATENT_DIM and self.arch != "naive"):
+            raise ValueError(
+                f"latent_dim={self.latent_dim}: choose a positive code size, and only with arch=naive "
+                "(the UNets have no code to size)"
+            )
         if not 0.0 <= self.repair <= 1.0:
             raise ValueError(f"repair={self.repair}: choose a share of normal inputs from 0 (off) to 1")
         if not 0.0 <= self.ema < 1.0:
