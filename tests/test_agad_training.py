@@ -218,6 +218,19 @@ def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
         preset("default", repair=1.5)
 
 
+def test_turned_anomalies_are_quarter_turned_normals_labelled_anomalous() -> None:
+    data = _data(False)
+    variant = preset("default", batch_size=32, turned_anomalies=8)
+    normals = data.train_images.flatten(1)
+    for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
+        assert len(labels) == 32 and int(labels.sum()) == 8 and torch.equal(inputs, targets)
+        for turned in targets[labels == 1]:
+            back = [turned.rot90(k, (1, 2)).flatten() for k in (1, -1)]
+            assert any(bool((normals == b).all(1).any()) for b in back)  # a training normal, turned
+    with pytest.raises(ValueError, match="turned_anomalies=16"):
+        preset("default", batch_size=32, turned_anomalies=16)
+
+
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:
     variant = preset("faithful", batch_size=32, anomalies_per_batch=8, detach_pseudo=True, lr=1e-3)
     result = train_agad(_data(True), variant, image_size=32, epochs=3, progress=False)

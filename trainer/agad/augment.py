@@ -1,8 +1,10 @@
-"""Label-preserving flips of training batches.
+"""Transformations of training batches: label-preserving flips, and quarter turns that make anomalies.
 
 Few labelled defects go a long way only if the model sees them in more than one pose: a solar
-cell flipped left-right or upside down is still the same cell with the same crack. Flips are
-drawn per image from the training loop's seeded generator, so runs stay reproducible.
+cell flipped left-right or upside down is still the same cell with the same crack. A part turned
+by a quarter, on the other hand, is not a good part as the camera sees it: fed as a labelled
+anomaly it keeps G from learning to copy any input. Both are drawn per image from the training
+loop's seeded generator, so runs stay reproducible.
 """
 
 from __future__ import annotations
@@ -25,3 +27,9 @@ def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Genera
         chosen = torch.rand(len(images), generator=generator) < 0.5
         out[chosen] = out[chosen].flip(axis)
     return out
+
+
+def quarter_turns(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``images`` (N, C, H, W), square, each turned by 90° or 270° (half the images each way, at random)."""
+    clockwise = torch.rand(len(images), generator=generator) < 0.5
+    return torch.where(clockwise[:, None, None, None], images.rot90(-1, (2, 3)), images.rot90(1, (2, 3)))

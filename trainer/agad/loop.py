@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
-from trainer.agad.augment import random_flips
+from trainer.agad.augment import quarter_turns, random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
@@ -75,8 +75,7 @@ def _batches(
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
     anomalous = torch.nonzero(labels == 1).squeeze(1)
-    per_batch = min(variant.anomalies_per_batch, variant.batch_size - 1) if len(anomalous) else 0
-    normals_per_batch = variant.batch_size - per_batch
+    normals_per_batch, per_batch = _batch_shares(data, variant)
     order = normal[torch.randperm(len(normal), generator=generator)]
     for start in range(0, len(order), normals_per_batch):
         index = order[start : start + normals_per_batch]
@@ -87,7 +86,23 @@ def _batches(
             index = torch.cat([index, drawn])
         targets = random_flips(data.train_images[index], variant.augment, generator)
         inputs = damage_some(targets, labels[index] == 0, variant.repair, generator)
-        yield inputs, targets, labels[index]
+        batch_labels = labels[index]
+        if variant.turned_anomalies:
+            turned = quarter_turns(data.train_images[index[: variant.turned_anomalies]], generator)
+            inputs, targets = torch.cat([inputs, turned]), torch.cat([targets, turned])
+            batch_labels = torch.cat([batch_labels, torch.ones(len(turned), dtype=labels.dtype)])
+        yield inputs, targets, batch_labels
+
+
+def _batch_shares(data: TrainData, variant: Variant) -> tuple[int, int]:
+    """How many normal images and how many labelled anomalies (when there are any) a batch holds; the
+    rest of the batch is turned normals."""
+    labelled = (
+        min(variant.anomalies_per_batch, variant.batch_size - 1)
+        if bool((data.train_labels == 1).any())
+        else 0
+    )
+    return max(1, variant.batch_size - labelled - variant.turned_anomalies), labelled
 
 
 def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module, Discriminator | None]:
@@ -181,13 +196,7 @@ def train_agad(
             desc=f"epoch {epoch + 1}/{epochs}",
             disable=not progress,
             leave=False,
-            total=-(
-                -int((data.train_labels == 0).sum())
-                // (
-                    variant.batch_size
-                    - (variant.anomalies_per_batch if bool((data.train_labels == 1).any()) else 0)
-                )
-            ),
+            total=-(-int((data.train_labels == 0).sum()) // _batch_shares(data, variant)[0]),
         )
         for inputs, x, y in bar:
             inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)

@@ -58,6 +58,9 @@ class Variant:
     # Share of normal training inputs given a synthetic scratch or patch while the target stays the
     # clean image (paper: none; 0 = off): G learns to remove defects, so real ones leave a residual.
     repair: float = 0.0
+    # Normal training images of each batch turned by a quarter and added as labelled anomalies
+    # (paper: none; 0 = off): how many per batch. G must then fail on what is merely rotated.
+    turned_anomalies: int = 0
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -79,6 +82,10 @@ class Variant:
             )
         if not 0.0 <= self.repair <= 1.0:
             raise ValueError(f"repair={self.repair}: choose a share of normal inputs from 0 (off) to 1")
+        if not 0 <= self.turned_anomalies < self.batch_size // 2:
+            raise ValueError(
+                f"turned_anomalies={self.turned_anomalies}: choose 0 (off) or fewer than half the batch"
+            )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: choose 0 (off) or a decay in (0, 1), e.g. 0.95")
         if self.score in MEMORY_METHODS and self.arch != "naive":
