@@ -114,7 +114,7 @@ def test_training_learns_normality_and_selects_an_epoch_on_validation(batchnorm:
 
 
 def test_synthetic_selection_picks_the_epoch_that_best_separates_damaged_copies() -> None:
-    variant = preset("default", batch_size=32, lr=1e-3, selection="synthetic")
+    variant = preset("default", batch_size=32, turned_anomalies=4, lr=1e-3, selection="synthetic")
     result = train_agad(_data(False), variant, image_size=32, epochs=3, progress=False)
     scores = [r["val_synthetic_auroc"] for r in result.history]
     assert all(0.0 <= s <= 1.0 for s in scores)
@@ -124,9 +124,13 @@ def test_synthetic_selection_picks_the_epoch_that_best_separates_damaged_copies(
 def test_weight_average_is_what_gets_evaluated_and_returned() -> None:
     data = _data(False)
     plain = train_agad(
-        data, preset("default", batch_size=32, lr=1e-3), image_size=32, epochs=2, progress=False
+        data,
+        preset("default", batch_size=32, turned_anomalies=4, lr=1e-3),
+        image_size=32,
+        epochs=2,
+        progress=False,
     )
-    variant = preset("default", batch_size=32, lr=1e-3, ema=0.5)
+    variant = preset("default", batch_size=32, turned_anomalies=4, lr=1e-3, ema=0.5)
     averaged = train_agad(data, variant, image_size=32, epochs=2, progress=False)
     # Same seed, same steps: only the evaluated weights differ, so the losses agree and the
     # selection numbers do not.
@@ -176,7 +180,7 @@ def test_training_sees_flipped_images_only_when_asked() -> None:
     mirrored = replace(data, train_images=symmetric)
 
     def first_epoch_loss(d: TrainData, augment: str) -> float:
-        variant = preset("default", batch_size=32, augment=augment)
+        variant = preset("default", batch_size=32, turned_anomalies=0, augment=augment)
         return float(train_agad(d, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
 
     assert first_epoch_loss(data, "hflip") != pytest.approx(first_epoch_loss(data, "none"), rel=1e-6)
@@ -204,10 +208,10 @@ def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
     data = _data(False)
 
     def first_epoch_loss(repair: float) -> float:
-        variant = preset("default", batch_size=32, repair=repair)
+        variant = preset("default", batch_size=32, turned_anomalies=0, repair=repair)
         return float(train_agad(data, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
 
-    variant = preset("default", batch_size=32, repair=1.0)
+    variant = preset("default", batch_size=32, turned_anomalies=0, repair=1.0)
     originals = data.train_images.flatten(1)
     for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
         assert all(bool((originals == t).all(1).any()) for t in targets.flatten(1))  # clean targets
@@ -335,7 +339,7 @@ def test_score_choice_keeps_the_standing_score_unless_another_clearly_beats_it()
 
 def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -> None:
     data = _data(with_anomalies=True)
-    variant = preset("default", batch_size=32, anomalies_per_batch=4)
+    variant = preset("default", batch_size=32, turned_anomalies=4, anomalies_per_batch=4)
     result = train_agad(data, variant, image_size=32, epochs=1, progress=False)
     val, val_x = _serving_val(data)  # what the choice scores: the serving input
     normal, anomalous = data.train_images[data.train_labels == 0], data.train_images[data.train_labels == 1]
@@ -367,7 +371,9 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
 
 def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_normals() -> None:
     data = _data(with_anomalies=False)
-    result = train_agad(data, preset("default", batch_size=32), image_size=32, epochs=1, progress=False)
+    result = train_agad(
+        data, preset("default", batch_size=32, turned_anomalies=4), image_size=32, epochs=1, progress=False
+    )
     val, val_normal = _serving_val(data)
     normal, none = data.train_images, data.train_images[:0]
     scorer, choice = shipped_scorer(result.generator, "auto", val, normal, val_normal, none, with_memory=True)

@@ -54,9 +54,15 @@ class ScoreChoice:
         return asdict(self)
 
 
-def standing_score(contrast_available: bool) -> ScoreMethod | MemoryMethod:
-    """The score a model keeps unless validation clearly prefers another."""
-    return "knn_contrast" if contrast_available else "l2"
+def standing_score(contrast_available: bool, turned: bool = False) -> ScoreMethod | MemoryMethod:
+    """The score a model keeps unless validation clearly prefers another.
+
+    ``turned``: the naive generator trained with turned anomalies; its code then tells shapes
+    apart, and l2+knn_latent leads l2 on dev data (docs/RESULTS.md, runs a18).
+    """
+    if contrast_available:
+        return "knn_contrast"
+    return "l2+knn_latent" if turned else "l2"
 
 
 def pick_score(
@@ -119,15 +125,18 @@ def choose_score(
     train_anomalous: torch.Tensor,
     *,
     with_memory: bool,
+    turned: bool = False,
 ) -> ScoreChoice:
     """Measure every candidate score of a trained generator on ``val`` and pick one.
 
     ``with_memory``: whether the generator has a code to build the latent memory scores on (the
     naive generator); ``knn_contrast`` competes only when training had labelled anomalies. Without
     enough labelled anomalies in ``val`` and none in training, ``val_normal`` is compared with
-    damaged copies of itself.
+    damaged copies of itself. ``turned``: see :func:`standing_score`.
     """
-    return _measure_and_pick(generator, val, train_normal, val_normal, train_anomalous, with_memory)[0]
+    return _measure_and_pick(generator, val, train_normal, val_normal, train_anomalous, with_memory, turned)[
+        0
+    ]
 
 
 def shipped_scorer(
@@ -139,11 +148,12 @@ def shipped_scorer(
     train_anomalous: torch.Tensor,
     *,
     with_memory: bool,
+    turned: bool = False,
 ) -> tuple[AnomalyScorer, ScoreChoice]:
     """The scorer a trained generator is saved with: the variant's score, or the one ``auto`` picks."""
     if score == "auto":
         choice, measured = _measure_and_pick(
-            generator, val, train_normal, val_normal, train_anomalous, with_memory
+            generator, val, train_normal, val_normal, train_anomalous, with_memory, turned
         )
         if choice.method in measured:  # already built while measuring
             return measured[choice.method], choice
@@ -160,11 +170,12 @@ def _measure_and_pick(
     val_normal: torch.Tensor,
     train_anomalous: torch.Tensor,
     with_memory: bool,
+    turned: bool,
 ) -> tuple[ScoreChoice, dict[str, AnomalyScorer]]:
     """The choice, and the candidate scorers built to measure it (none when nothing is measured)."""
     n_anomalous, n_normal = int((val.labels == 1).sum()), int((val.labels == 0).sum())
     contrast = with_memory and len(train_anomalous) > 0
-    standing = standing_score(contrast_available=contrast)
+    standing = standing_score(contrast_available=contrast, turned=turned and with_memory)
     labelled = n_anomalous >= MIN_ANOMALIES
     synthetic = not labelled and not len(train_anomalous) and len(val_normal) >= MIN_ANOMALIES
     if not (labelled or synthetic):
