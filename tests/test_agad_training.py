@@ -392,3 +392,8 @@ def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_nor
     # Trained with labelled defects but too few in validation: knn_contrast stands, nothing measured.
     few = choose_score(result.generator, val, normal, val_normal, data.train_images[:4], with_memory=True)
     assert (few.method, few.val_auroc, few.evidence) == ("knn_contrast", {}, LABELLED)
+    # Trained with turned normals, l2+knn_latent stands, and pixel damage is not asked to judge it.
+    turned = choose_score(result.generator, val, normal, val_normal, none, with_memory=True, turned=True)
+    assert (turned.method, turned.val_auroc) == ("l2+knn_latent", {})
+    plain = choose_score(result.generator, val, normal, val_normal, none, with_memory=False, turned=True)
+    assert plain.method in ("l2", "topk", "maxpool")  # no code to build it on
