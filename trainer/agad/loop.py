@@ -71,7 +71,9 @@ def _batches(
     data: TrainData, variant: Variant, generator: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch over the normal images as (inputs, targets, labels); labelled anomalies are drawn with
-    replacement into each batch. Inputs differ from targets only where ``variant.repair`` damaged them."""
+    replacement into each batch, and ``variant.turned_anomalies`` of its normals are added again,
+    turned by a quarter and labelled anomalous. Inputs differ from targets only where
+    ``variant.repair`` damaged them."""
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
     anomalous = torch.nonzero(labels == 1).squeeze(1)
