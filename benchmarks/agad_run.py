@@ -16,7 +16,6 @@ Recorded per run (benchmarks/results/TABLE/NAME.json):
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agad_stream.model.card import MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
-from benchmarks.common import at_balanced_threshold, dev_set, write_result
+from benchmarks.common import at_balanced_threshold, dev_set, run_parser, write_result
 from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.score_choice import shipped_scorer
 from trainer.agad.scoring import build_scorer, score_batches
@@ -41,11 +40,7 @@ from trainer.metrics import auroc, calibrate_threshold
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--name", required=True)
+    parser = run_parser(__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--variant", default="faithful")
     parser.add_argument("--label", help="row label in the results tables (default: the variant's name)")

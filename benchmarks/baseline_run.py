@@ -8,7 +8,6 @@ The plain autoencoder and Skip-GANomaly run through benchmarks/agad_run.py as AG
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import at_balanced_threshold, dev_set, write_result
+from benchmarks.common import at_balanced_threshold, dev_set, run_parser, write_result
 from trainer.baselines import classifier_scores, knn_scores, pca_scores, train_classifier
 from trainer.data import load_dataset
 from trainer.evaluate import evaluation_report
@@ -27,11 +26,7 @@ from trainer.metrics import auroc, calibrate_threshold
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--name", required=True)
+    parser = run_parser(__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--method", required=True, choices=["knn", "pca", "classifier"])
     parser.add_argument("--gamma", type=float, default=0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -53,6 +54,16 @@ def git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_parser(description: str | None) -> argparse.ArgumentParser:
+    """A run script's parser with the two arguments every run file needs: its table and its name."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--table", required=True, help="results table (a folder of benchmarks/results)")
+    parser.add_argument("--name", required=True, help="run file name within the table")
+    return parser
 
 
 def write_result(table: str, name: str, record: dict[str, Any]) -> Path:

@@ -12,7 +12,6 @@ read), then averaged. Recorded: the AUROC of each member and of the ensemble, on
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,16 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_result
+from benchmarks.common import run_parser, write_result
 from trainer.metrics import auroc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--name", required=True)
+    parser = run_parser(__doc__)
     parser.add_argument("--members", type=Path, nargs="+", required=True)
     args = parser.parse_args()
 
