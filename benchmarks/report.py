@@ -739,8 +739,9 @@ ENSEMBLE_SCORES = ("l2", "maxpool", "knn_latent", "knn_contrast")
 
 def ensemble_section() -> list[str]:
     """K generators of one variant trained with other seeds on one split, their scores averaged."""
-    combined = [r for r in read_runs("ensemble") if "k" in r]
-    members = {r["name"]: r for r in read_runs("ensemble") if "k" not in r}
+    runs = read_runs("ensemble")
+    combined = [r for r in runs if "k" in r]
+    members = {r["name"]: r for r in runs if "k" not in r}
     lines = [
         "## 7. Averaging generators (seed ensembles)",
         "",
