@@ -222,17 +222,23 @@ def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
         preset("default", repair=1.5)
 
 
-def test_turned_anomalies_are_quarter_turned_normals_labelled_anomalous() -> None:
+@pytest.mark.parametrize(("turns", "undo"), [("quarter", (1, 3)), ("any", (1, 2, 3))])
+def test_turned_anomalies_are_turned_normals_labelled_anomalous(turns: str, undo: tuple[int, ...]) -> None:
     data = _data(False)
-    variant = preset("default", batch_size=32, turned_anomalies=8)
+    variant = preset("default", batch_size=32, turned_anomalies=8, turns=turns)
     normals = data.train_images.flatten(1)
+    seen: set[int] = set()
     for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
         assert len(labels) == 32 and int(labels.sum()) == 8 and torch.equal(inputs, targets)
-        for turned in targets[labels == 1]:
-            back = [turned.rot90(k, (1, 2)).flatten() for k in (1, -1)]
-            assert any(bool((normals == b).all(1).any()) for b in back)  # a training normal, turned
+        for image in targets[labels == 1]:
+            back = [k for k in undo if bool((normals == image.rot90(k, (1, 2)).flatten()).all(1).any())]
+            assert back  # a training normal, turned by one of this setting's turns
+            seen.update(back)
+    assert seen == set(undo)
     with pytest.raises(ValueError, match="turned_anomalies=16"):
         preset("default", batch_size=32, turned_anomalies=16)
+    with pytest.raises(ValueError, match="turns='half'"):
+        preset("default", turns="half")
 
 
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:

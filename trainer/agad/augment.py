@@ -1,4 +1,4 @@
-"""Transformations of training batches: label-preserving flips, and quarter turns that make anomalies.
+"""Transformations of training batches: label-preserving flips, and turns that make anomalies.
 
 Few labelled defects go a long way only if the model sees them in more than one pose: a solar
 cell flipped left-right or upside down is still the same cell with the same crack. A part turned
@@ -14,6 +14,9 @@ from typing import Literal
 import torch
 
 Augment = Literal["none", "hflip", "flips"]
+# Which turns make an anomaly: by a quarter either way, or also upside down (for parts that a half
+# turn changes, unlike most solar cells).
+Turns = Literal["quarter", "any"]
 
 
 def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
@@ -29,7 +32,15 @@ def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Genera
     return out
 
 
-def quarter_turns(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``images`` (N, C, H, W), square, each turned by 90° or 270° (half the images each way, at random)."""
-    clockwise = torch.rand(len(images), generator=generator) < 0.5
-    return torch.where(clockwise[:, None, None, None], images.rot90(-1, (2, 3)), images.rot90(1, (2, 3)))
+def turned(images: torch.Tensor, turns: Turns, generator: torch.Generator) -> torch.Tensor:
+    """``images`` (N, C, H, W), square, each turned at random: by 90° or 270° (``quarter``), or by
+    90°, 180° or 270° (``any``)."""
+    if turns == "quarter":
+        clockwise = torch.rand(len(images), generator=generator) < 0.5
+        return torch.where(clockwise[:, None, None, None], images.rot90(-1, (2, 3)), images.rot90(1, (2, 3)))
+    quarters = torch.randint(1, 4, (len(images),), generator=generator)
+    out = images.clone()
+    for k in (1, 2, 3):
+        chosen = quarters == k
+        out[chosen] = images[chosen].rot90(k, (2, 3))
+    return out

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
-from trainer.agad.augment import quarter_turns, random_flips
+from trainer.agad.augment import random_flips, turned
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
@@ -72,7 +72,7 @@ def _batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch over the normal images as (inputs, targets, labels); labelled anomalies are drawn with
     replacement into each batch, and ``variant.turned_anomalies`` of its normals are added again,
-    turned by a quarter and labelled anomalous. Inputs differ from targets only where
+    turned (``variant.turns``) and labelled anomalous. Inputs differ from targets only where
     ``variant.repair`` damaged them."""
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
@@ -90,9 +90,9 @@ def _batches(
         inputs = damage_some(targets, labels[index] == 0, variant.repair, generator)
         batch_labels = labels[index]
         if variant.turned_anomalies:
-            turned = quarter_turns(data.train_images[index[: variant.turned_anomalies]], generator)
-            inputs, targets = torch.cat([inputs, turned]), torch.cat([targets, turned])
-            batch_labels = torch.cat([batch_labels, torch.ones(len(turned), dtype=labels.dtype)])
+            rotated = turned(data.train_images[index[: variant.turned_anomalies]], variant.turns, generator)
+            inputs, targets = torch.cat([inputs, rotated]), torch.cat([targets, rotated])
+            batch_labels = torch.cat([batch_labels, torch.ones(len(rotated), dtype=labels.dtype)])
         yield inputs, targets, batch_labels
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal, cast, get_args
 
 from agad_stream.model.card import ARCHITECTURES, MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
 from agad_stream.model.generator import LATENT_DIM, Architecture
-from trainer.agad.augment import Augment
+from trainer.agad.augment import Augment, Turns
 from trainer.agad.batchnorm import BATCHNORM_MODES, BatchNormMode
 
 LatentLoss = Literal["norm", "mse"]
@@ -58,9 +58,10 @@ class Variant:
     # Share of normal training inputs given a synthetic scratch or patch while the target stays the
     # clean image (paper: none; 0 = off): G learns to remove defects, so real ones leave a residual.
     repair: float = 0.0
-    # Normal training images of each batch turned by a quarter and added as labelled anomalies
-    # (paper: none; 0 = off): how many per batch. G must then fail on what is merely rotated.
+    # Normal training images of each batch turned and added as labelled anomalies (paper: none;
+    # 0 = off): how many per batch, and by which turns. G must then fail on what is merely rotated.
     turned_anomalies: int = 0
+    turns: Turns = "quarter"
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -71,6 +72,7 @@ class Variant:
             "score": (*SCORE_METHODS, *MEMORY_METHODS, "auto"),
             "selection": get_args(Selection),
             "augment": get_args(Augment),
+            "turns": get_args(Turns),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
