@@ -51,9 +51,9 @@ UNSUPERVISED = "n/a (needs γ > 0)"
 # Settings a data set may tune without making another variant: the score is a column of its own,
 # and small data sets (elpv) need smaller batches.
 PER_DATASET_FIELDS = ("name", "score", "batch_size", "anomalies_per_batch")
-# ... and how many of them, where only whether a setting is on makes the variant (elpv's batches of 64
-# hold 8 turned normals where Fashion-MNIST's of 256 hold 32).
-ON_OFF_FIELDS = ("turned_anomalies",)
+# ... and counts that make the variant as a share of the batch (elpv's batches of 64 hold 8 turned
+# normals where Fashion-MNIST's of 256 hold 32: the same eighth).
+BATCH_SHARE_FIELDS = ("turned_anomalies",)
 
 
 def read_runs(table: str) -> list[dict[str, Any]]:
@@ -86,8 +86,8 @@ def row_label(run: dict[str, Any]) -> str:
         name
         for name, variant in PRESETS.items()
         if all(
-            _same_setting(k, settings[k], v)
-            for k, v in variant.to_dict().items()
+            _same_setting(k, settings, variant.to_dict())
+            for k in variant.to_dict()
             if k not in PER_DATASET_FIELDS
         )
     ]
@@ -98,8 +98,10 @@ def row_label(run: dict[str, Any]) -> str:
     return name if name in BASELINE_PRESETS else f"agad-{name}"
 
 
-def _same_setting(name: str, value: Any, preset_value: Any) -> bool:
-    return bool(value) == bool(preset_value) if name in ON_OFF_FIELDS else bool(value == preset_value)
+def _same_setting(name: str, settings: dict[str, Any], preset: dict[str, Any]) -> bool:
+    if name in BATCH_SHARE_FIELDS:
+        return bool(settings[name] * preset["batch_size"] == preset[name] * settings["batch_size"])
+    return bool(settings[name] == preset[name])
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
