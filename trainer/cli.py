@@ -40,8 +40,10 @@ def register_train(subparsers: Any) -> None:
         "--variant",
         default="default",
         choices=sorted(PRESETS),
-        help="named preset: default (best measured, no discriminator), adversarial (the best with one), "
-        "faithful (the paper as written), or a baseline: autoencoder, skip-ganomaly",
+        help="named preset: default (best measured, no discriminator), upright (the default for parts "
+        "that look wrong upside down), unturned (the default without turned anomalies), adversarial "
+        "(the best with a discriminator), faithful (the paper as written), or a baseline: autoencoder, "
+        "skip-ganomaly",
     )
     train.add_argument("--arch", choices=ARCHITECTURES, help="generator backbone (default: the variant's)")
     train.add_argument("--image-size", type=int, default=32, help="square input size, power of two 32..256")
