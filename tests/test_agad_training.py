@@ -16,7 +16,7 @@ from trainer.agad.augment import random_flips
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, _batches, selection_criterion, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
-from trainer.agad.score_choice import LABELLED, SYNTHETIC, choose_score, pick_score, shipped_scorer
+from trainer.agad.score_choice import SYNTHETIC, choose_score, pick_score, shipped_scorer
 from trainer.agad.scoring import build_scorer, encoder_codes, knn_distance
 from trainer.agad.synthetic import damage_some, synthetic_defects
 from trainer.agad.variant import preset
@@ -397,7 +397,7 @@ def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_nor
     assert scorer.spec().method == choice.method
     # Trained with labelled defects but too few in validation: knn_contrast stands, nothing measured.
     few = choose_score(result.generator, val, normal, val_normal, data.train_images[:4], with_memory=True)
-    assert (few.method, few.val_auroc, few.evidence) == ("knn_contrast", {}, LABELLED)
+    assert (few.method, few.val_auroc, few.evidence) == ("knn_contrast", {}, None)
     # Trained with turned normals, l2+knn_latent stands, and pixel damage is not asked to judge it.
     turned = choose_score(result.generator, val, normal, val_normal, none, with_memory=True, turned=True)
     assert (turned.method, turned.val_auroc) == ("l2+knn_latent", {})

@@ -85,7 +85,7 @@ def pick_score(
             f"validation holds {n_anomalous} {evidence}, fewer than {MIN_ANOMALIES} "
             f"to compare scores on: {standing}, the standing choice"
         )
-        return ScoreChoice(standing, reason, {}, evidence)
+        return ScoreChoice(standing, reason, {})  # nothing measured: no evidence to name
     measured: dict[ScoreMethod | MemoryMethod, float] = {
         m: float(v) for m in CANDIDATES if (v := val_auroc.get(m)) is not None
     }
