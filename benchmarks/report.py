@@ -529,7 +529,8 @@ def targets_section() -> list[str]:
         "half turn changes a part is known on the line, not learned by the model, so the default keeps "
         "quarter turns and `upright` is the choice for parts with a top. Twice the turned normals (a20: 64"
         " of 256) moves nothing on dev: 0.917 / 0.851 / 0.901 against 0.911 / 0.854 / 0.900 on classes 0 "
-        "/ 6 / 2.",
+        "/ 6 / 2; nor do twice the epochs for upright (a21: 20 instead of 10, dev 0.920 / 0.921 / 0.860 "
+        "against 0.931 / 0.917 / 0.857 on classes 0 / 4 / 6, in twice the time).",
         "",
         "Why the targets are missed, from the tables below; the figures of this paragraph, of sections 5 to "
         "7 and of table 1 up to a17 are of the unturned variant. The default trains no discriminator: on dev"
