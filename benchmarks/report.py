@@ -85,14 +85,11 @@ def row_label(run: dict[str, Any]) -> str:
     from trainer.agad.variant import FAITHFUL, PRESETS
 
     settings = {**FAITHFUL.to_dict(), **run["variant"]}  # fields added later: the paper's value
+    presets = {name: variant.to_dict() for name, variant in PRESETS.items()}
     matching = [
         name
-        for name, variant in PRESETS.items()
-        if all(
-            _same_setting(k, settings, variant.to_dict())
-            for k in variant.to_dict()
-            if k not in PER_DATASET_FIELDS
-        )
+        for name, preset in presets.items()
+        if all(_same_setting(k, settings, preset) for k in preset if k not in PER_DATASET_FIELDS)
     ]
     if not matching:
         return f"agad ({variant_delta(run)})"
@@ -369,34 +366,39 @@ def _mean_over_classes(runs: list[dict[str, Any]], label: str, gamma: float, sco
     return f"{mean(done):.3f}" + ("" if len(done) == 10 else f" ({len(done)}/10 classes)")
 
 
+def _classes(runs: list[dict[str, Any]], label: str, gamma: float) -> set[str]:
+    """The data specs (Fashion-MNIST classes) a method has run at ``gamma``."""
+    return {r["data"] for r in runs if r["label"] == label and r["gamma"] == gamma}
+
+
+def _mean_on(
+    runs: list[dict[str, Any]], label: str, gamma: float, classes: set[str], score: str | None
+) -> float:
+    """Mean test AUROC of a method over the given classes."""
+    return mean(
+        test_auroc(r, score) or 0.0
+        for r in runs
+        if r["label"] == label and r["gamma"] == gamma and r["data"] in classes
+    )
+
+
 def _variant_cell(runs: list[dict[str, Any]], label: str, gamma: float, reference: str) -> str:
     """A variant's mean with ``auto`` over the classes it has run; over fewer than ten, beside the
     ``reference`` variant's mean on the same classes."""
-    mine = {r["data"]: test_auroc(r, AUTO) for r in runs if r["label"] == label and r["gamma"] == gamma}
-    theirs = {r["data"]: test_auroc(r, AUTO) for r in runs if r["label"] == reference and r["gamma"] == gamma}
     cell = _mean_over_classes(runs, label, gamma, AUTO)
-    shared = [c for c in mine if mine[c] is not None and theirs.get(c) is not None]
-    if len(shared) == len(mine) < 10 and shared:
-        cell += f"; {reference} on them {mean(theirs[c] or 0.0 for c in shared):.3f}"
+    mine = _classes(runs, label, gamma)
+    if mine and len(mine) < 10 and mine <= _classes(runs, reference, gamma):
+        cell += f"; {reference} on them {_mean_on(runs, reference, gamma, mine, AUTO):.3f}"
     return cell
 
 
 def _baseline_cell(runs: list[dict[str, Any]], label: str, gamma: float, like: str) -> str:
     """A baseline's mean over all classes run, and over the classes ``like`` has run, when fewer."""
-
-    def classes(method: str) -> set[str]:
-        return {r["data"] for r in runs if r["label"] == method and r["gamma"] == gamma}
-
     overall = _mean_over_classes(runs, label, gamma, None)
-    shared = classes(label) & classes(like)
-    if not shared or shared == classes(label):
+    shared = _classes(runs, label, gamma) & _classes(runs, like, gamma)
+    if not shared or shared == _classes(runs, label, gamma):
         return overall
-    same = mean(
-        test_auroc(r) or 0.0
-        for r in runs
-        if r["label"] == label and r["gamma"] == gamma and r["data"] in shared
-    )
-    return f"{overall}; on the same {len(shared)} classes {same:.3f}"
+    return f"{overall}; on the same {len(shared)} classes {_mean_on(runs, label, gamma, shared, None):.3f}"
 
 
 def _elpv_cell(

@@ -35,10 +35,11 @@ def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Genera
 def turned(images: torch.Tensor, turns: Turns, generator: torch.Generator) -> torch.Tensor:
     """``images`` (N, C, H, W), square, each turned at random: by 90° or 270° (``quarter``), or by
     90°, 180° or 270° (``any``)."""
+    n = len(images)
     if turns == "quarter":
-        clockwise = torch.rand(len(images), generator=generator) < 0.5
-        return torch.where(clockwise[:, None, None, None], images.rot90(-1, (2, 3)), images.rot90(1, (2, 3)))
-    quarters = torch.randint(1, 4, (len(images),), generator=generator)
+        quarters = torch.where(torch.rand(n, generator=generator) < 0.5, 3, 1)  # 3 quarters = clockwise
+    else:
+        quarters = torch.randint(1, 4, (n,), generator=generator)
     out = images.clone()
     for k in (1, 2, 3):
         chosen = quarters == k
