@@ -130,7 +130,7 @@ def main() -> None:
         val_normal,
         train_anomalous,
         with_memory=variant.arch == "naive",
-        turned=variant.turned_anomalies > 0,
+        turned=variant.makes_anomalies,
     )
     val_scores, test_split_scores = score_split(scorer, dataset.val), score_split(scorer, dataset.test)
     threshold = calibrate_threshold(dataset.val.labels, val_scores)

@@ -12,7 +12,7 @@ from torch import nn
 
 from agad_stream.model.generator import build_generator
 from agad_stream.preprocess import to_model_input
-from trainer.agad.augment import random_flips
+from trainer.agad.augment import STRETCH_RANGE, random_flips, stretched
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loop import TrainData, _batches, selection_criterion, train_agad
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
@@ -239,6 +239,34 @@ def test_turned_anomalies_are_turned_normals_labelled_anomalous(turns: str, undo
         preset("default", batch_size=32, turned_anomalies=16)
     with pytest.raises(ValueError, match="turns='half'"):
         preset("default", turns="half")
+
+
+def test_stretched_anomalies_change_one_side_of_a_part_within_range() -> None:
+    # A bright 16 x 16 square on a dark frame: after stretching, its extent along exactly one axis
+    # changes by a factor within STRETCH_RANGE, and the frame around it stays the background.
+    images = torch.full((64, 1, 64, 64), -1.0)
+    images[:, :, 24:40, 24:40] = 1.0
+    out = stretched(images, torch.Generator().manual_seed(0))
+    low, high = STRETCH_RANGE
+    widened = {True: 0, False: 0}
+    for image in out[:, 0]:
+        width, height = float((image > 0).any(0).sum()), float((image > 0).any(1).sum())
+        ratio, other = (width / 16, height / 16) if height == 16 else (height / 16, width / 16)
+        assert other == 1.0  # one axis only
+        assert low - 0.15 <= max(ratio, 1 / ratio) <= high + 0.15  # within range, up to whole pixels
+        widened[ratio > 1] += 1
+        assert float(image[0, 0]) == -1.0 and float(image[-1, -1]) == -1.0
+    assert widened[True] and widened[False]  # both stretched and squeezed are drawn
+
+    data = _data(False)
+    variant = preset("default", batch_size=32, turned_anomalies=4, stretched_anomalies=4)
+    normals = data.train_images.flatten(1)
+    for _inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
+        assert len(labels) == 32 and labels.tolist()[-8:] == [1] * 8 and int(labels.sum()) == 8
+        for image in targets[-4:]:  # the stretched ones: no training normal, nor a turned one
+            assert not bool((normals == image.flatten()).all(1).any())
+    with pytest.raises(ValueError, match="stretched_anomalies=8"):
+        preset("default", batch_size=32, turned_anomalies=8, stretched_anomalies=8)
 
 
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:

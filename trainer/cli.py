@@ -175,7 +175,7 @@ def run_train(args: argparse.Namespace) -> int:
         data.val_images[torch.from_numpy(data.val_labels == 0)],
         data.train_images[data.train_labels == 1],
         with_memory=variant.arch == "naive",
-        turned=variant.turned_anomalies > 0,
+        turned=variant.makes_anomalies,
     )
     card = _model_card(
         args,

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
-from trainer.agad.augment import random_flips, turned
+from trainer.agad.augment import random_flips, stretched, turned
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
@@ -72,7 +72,8 @@ def _batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch over the normal images as (inputs, targets, labels); labelled anomalies are drawn with
     replacement into each batch, and ``variant.turned_anomalies`` of its normals are added again,
-    turned (``variant.turns``) and labelled anomalous. Inputs differ from targets only where
+    turned (``variant.turns``) and labelled anomalous, and ``variant.stretched_anomalies`` stretched or
+    squeezed. Inputs differ from targets only where
     ``variant.repair`` damaged them."""
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
@@ -93,18 +94,23 @@ def _batches(
             rotated = turned(data.train_images[index[: variant.turned_anomalies]], variant.turns, generator)
             inputs, targets = torch.cat([inputs, rotated]), torch.cat([targets, rotated])
             batch_labels = torch.cat([batch_labels, torch.ones(len(rotated), dtype=labels.dtype)])
+        if variant.stretched_anomalies:
+            reshaped = stretched(data.train_images[index[-variant.stretched_anomalies :]], generator)
+            inputs, targets = torch.cat([inputs, reshaped]), torch.cat([targets, reshaped])
+            batch_labels = torch.cat([batch_labels, torch.ones(len(reshaped), dtype=labels.dtype)])
         yield inputs, targets, batch_labels
 
 
 def _batch_shares(data: TrainData, variant: Variant) -> tuple[int, int]:
     """How many normal images and how many labelled anomalies (when there are any) a batch holds; the
-    rest of the batch is turned normals."""
+    rest of the batch is turned or stretched normals."""
     labelled = (
         min(variant.anomalies_per_batch, variant.batch_size - 1)
         if bool((data.train_labels == 1).any())
         else 0
     )
-    return max(1, variant.batch_size - labelled - variant.turned_anomalies), labelled
+    made = variant.turned_anomalies + variant.stretched_anomalies
+    return max(1, variant.batch_size - labelled - made), labelled
 
 
 def _build(variant: Variant, image_size: int, channels: int) -> tuple[nn.Module, Discriminator | None]:

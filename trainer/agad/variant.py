@@ -62,6 +62,9 @@ class Variant:
     # 0 = off): how many per batch, and by which turns. G must then fail on what is merely rotated.
     turned_anomalies: int = 0
     turns: Turns = "quarter"
+    # Normal training images of each batch stretched or squeezed along one axis and added as labelled
+    # anomalies (paper: none; 0 = off): G must fail on wrong proportions too.
+    stretched_anomalies: int = 0
 
     def __post_init__(self) -> None:
         """Refuse a choice that would only fail after training, e.g. a typo in ``--set score=...``."""
@@ -84,10 +87,12 @@ class Variant:
             )
         if not 0.0 <= self.repair <= 1.0:
             raise ValueError(f"repair={self.repair}: choose a share of normal inputs from 0 (off) to 1")
-        if not 0 <= self.turned_anomalies < self.batch_size // 2:
+        made = (self.turned_anomalies, self.stretched_anomalies)
+        if min(made) < 0 or sum(made) >= self.batch_size // 2:
             raise ValueError(
-                f"turned_anomalies={self.turned_anomalies} with batch_size={self.batch_size}: choose 0 (off) "
-                f"or fewer than half the batch, e.g. --set turned_anomalies={self.batch_size // 8}"
+                f"turned_anomalies={made[0]} and stretched_anomalies={made[1]} with batch_size="
+                f"{self.batch_size}: choose 0 (off) or, the two together, fewer than half the batch, e.g. "
+                f"--set turned_anomalies={self.batch_size // 8}"
             )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: choose 0 (off) or a decay in (0, 1), e.g. 0.95")
@@ -101,6 +106,11 @@ class Variant:
     def selection_score(self) -> ScoreMethod:
         """The score that chooses the epoch: a memory score is only built after training, so l2."""
         return cast(ScoreMethod, self.score) if self.score in SCORE_METHODS else "l2"
+
+    @property
+    def makes_anomalies(self) -> bool:
+        """Whether training labels turned or stretched normals anomalous, which teaches G's code shapes."""
+        return self.turned_anomalies + self.stretched_anomalies > 0
 
     @property
     def adversarial(self) -> bool:
