@@ -53,7 +53,7 @@ UNSUPERVISED = "n/a (needs γ > 0)"
 PER_DATASET_FIELDS = ("name", "score", "batch_size", "anomalies_per_batch")
 # ... and counts that make the variant as a share of the batch (elpv's batches of 64 hold 8 turned
 # normals where Fashion-MNIST's of 256 hold 32: the same eighth).
-BATCH_SHARE_FIELDS = ("turned_anomalies",)
+BATCH_SHARE_FIELDS = ("turned_anomalies", "stretched_anomalies")
 # The epochs of each data set's table (its protocol); an ablation run trained longer or shorter
 # stays in table 1.
 TABLE_EPOCHS = {"fmnist": 10, "elpv": 20}
@@ -135,7 +135,7 @@ def picked_score(run: dict[str, Any]) -> str:
     val = run["data_summary"]["splits"]["val"]
     standing = standing_score(
         contrast_available=run["dev"]["auroc"].get("knn_contrast") is not None,
-        turned=run["variant"].get("turned_anomalies", 0) > 0 and "knn_latent" in run["dev"]["auroc"],
+        turned=_makes_anomalies(run["variant"]) and "knn_latent" in run["dev"]["auroc"],
     )
     return pick_score(run["dev"]["auroc"], val["anomalous"], val["normal"], standing=standing).method
 
@@ -687,6 +687,11 @@ def score_choice_section() -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _makes_anomalies(variant: dict[str, Any]) -> bool:
+    """Variant.makes_anomalies of a recorded variant; runs from before a field lacked it (0)."""
+    return variant.get("turned_anomalies", 0) + variant.get("stretched_anomalies", 0) > 0
 
 
 def _chosen_on_synthetic(run: dict[str, Any]) -> bool:
