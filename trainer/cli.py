@@ -40,8 +40,8 @@ def register_train(subparsers: Any) -> None:
         "--variant",
         default="default",
         choices=sorted(PRESETS),
-        help="named preset: default (best measured, no discriminator), upright (the default for parts "
-        "that look wrong upside down), unturned (the default without turned anomalies), adversarial "
+        help="named preset: default (best measured, no discriminator), upright (for parts with a fixed "
+        "pose and proportions, e.g. garments), unturned (the default without turned anomalies), adversarial "
         "(the best with a discriminator), faithful (the paper as written), or a baseline: autoencoder, "
         "skip-ganomaly",
     )
