@@ -51,7 +51,7 @@ def turned(images: torch.Tensor, turns: Turns, generator: torch.Generator) -> to
 
 
 # How far a stretched anomaly departs from the part: by a factor drawn log-uniformly from this range,
-# widened or narrowed along one axis. Below about 1.2 it would pass for a normal part's spread.
+# widened or narrowed along one axis; far enough from 1 not to pass for ordinary spread between parts.
 STRETCH_RANGE = (1.3, 1.6)
 
 

@@ -73,8 +73,7 @@ def _batches(
     """One epoch over the normal images as (inputs, targets, labels); labelled anomalies are drawn with
     replacement into each batch, and ``variant.turned_anomalies`` of its normals are added again,
     turned (``variant.turns``) and labelled anomalous, and ``variant.stretched_anomalies`` stretched or
-    squeezed. Inputs differ from targets only where
-    ``variant.repair`` damaged them."""
+    squeezed. Inputs differ from targets only where ``variant.repair`` damaged them."""
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
     anomalous = torch.nonzero(labels == 1).squeeze(1)

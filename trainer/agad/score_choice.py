@@ -57,8 +57,8 @@ class ScoreChoice:
 def standing_score(contrast_available: bool, turned: bool = False) -> ScoreMethod | MemoryMethod:
     """The score a model keeps unless validation clearly prefers another.
 
-    ``turned``: the naive generator trained with turned anomalies; its code then tells shapes
-    apart, and l2+knn_latent leads l2 on dev data (docs/RESULTS.md, runs a18).
+    ``turned``: the naive generator trained with turned (or stretched) normals as anomalies; its
+    code then tells shapes apart, and l2+knn_latent leads l2 on dev data (docs/RESULTS.md, runs a18).
     """
     if contrast_available:
         return "knn_contrast"
