@@ -116,6 +116,11 @@ def resolve_score(run: dict[str, Any], score: str | None = None) -> str:
     return score or BASELINE_PRESETS.get(run["label"], str(run["score"]))
 
 
+def shipped_score(run: dict[str, Any]) -> str:
+    """The score a run's model ships: the ``auto`` pick for a variant scored ``auto``, else its own."""
+    return resolve_score(run, AUTO if run.get("variant", {}).get("score") == AUTO else None)
+
+
 def test_auroc(run: dict[str, Any], score: str | None = None) -> float | None:
     """Test AUROC of ``score`` (see :func:`resolve_score`)."""
     return run["test"]["auroc"].get(resolve_score(run, score))
@@ -792,7 +797,7 @@ def seeds_section() -> list[str]:
     }
     for key, others in sorted(groups.items()):
         runs = sorted([*([seed0[key]] if key in seed0 else []), *others], key=lambda r: r["seed"])
-        picks = [resolve_score(r, AUTO if r.get("variant", {}).get("score") == AUTO else None) for r in runs]
+        picks = [shipped_score(r) for r in runs]
         dev = [r["dev"]["auroc"][pick] for r, pick in zip(runs, picks, strict=True)]
         test = [r["test"]["auroc"][pick] for r, pick in zip(runs, picks, strict=True)]
         spread = f"{mean(test):.3f} ± {stdev(test):.3f}" if len(test) > 1 else "—"
@@ -835,8 +840,8 @@ def _ten_class_means(runs: list[dict[str, Any]]) -> list[str]:
     by_method: dict[tuple[str, float], dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for run in runs:
         if run["data"].startswith("fmnist:"):
-            pick = resolve_score(run, AUTO if run.get("variant", {}).get("score") == AUTO else None)
-            by_method[(run["label"], run["gamma"])][run["seed"]][run["data"]] = run["test"]["auroc"][pick]
+            auroc = run["test"]["auroc"][shipped_score(run)]
+            by_method[(run["label"], run["gamma"])][run["seed"]][run["data"]] = auroc
     lines = []
     for (label, gamma), per_seed in sorted(by_method.items()):
         complete = {seed: mean(c.values()) for seed, c in sorted(per_seed.items()) if len(c) == 10}
