@@ -12,8 +12,9 @@ import torch
 
 from agad_stream.cli.main import main
 from agad_stream.model.artifact import load_scorer
-from trainer.data import load_dataset
-from trainer.evaluate import score_split
+from agad_stream.model.score import AnomalyScorer
+from trainer.data import Split, load_dataset
+from trainer.evaluate import score_split, stuck_pixels
 from trainer.metrics import MIN_ANOMALIES, auroc
 
 
@@ -94,6 +95,7 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert card["data"]["spec"] == f"folder:{data}"
     assert len(card["training"]["history"]) == 2
+    assert all(len(pixel) == 2 for pixel in card["training"]["stuck_pixels"])
     capsys.readouterr()
 
     assert main(["evaluate", "--model", str(model), "--json"]) == 0
@@ -197,3 +199,29 @@ def test_bad_variant_override_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     )
     assert status == 2
     assert "--set 'colour=blue'" in capsys.readouterr().err
+
+
+class _WhiteAt(torch.nn.Module):
+    """A generator that gives its input back, except at ``pixels``, where it always outputs white."""
+
+    def __init__(self, pixels: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.pixels = pixels
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # the scorer reads the dtype off a parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        for row, column in self.pixels:
+            out[:, :, row, column] = 1.0
+        return out
+
+
+def test_stuck_pixels_are_those_missed_on_nearly_every_normal_image() -> None:
+    images = np.full((24, 8, 8, 1), 20, np.uint8)
+    images[:10, 5, 5] = 255  # (5, 5) is white on 10 of the 20 normals: missed on only half of them
+    images[20:, 2, 3] = 255  # the anomalies are white at (2, 3), but only normals count
+    labels = np.array([0] * 20 + [1] * 4)
+    split = Split(images, labels, np.array(["good"] * 20 + ["bad"] * 4), [str(i) for i in range(24)])
+
+    assert stuck_pixels(AnomalyScorer(_WhiteAt([(2, 3), (5, 5), (7, 0)])), split) == [(2, 3), (7, 0)]
+    assert stuck_pixels(AnomalyScorer(_WhiteAt([])), split) == []

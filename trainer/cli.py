@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -21,8 +22,10 @@ from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.score_choice import shipped_scorer
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.data import DataSet, Split, load_dataset
-from trainer.evaluate import evaluation_report, score_split, write_plots
+from trainer.evaluate import evaluation_report, score_split, stuck_pixels, write_plots
 from trainer.metrics import ThresholdRule, calibrate_threshold
+
+log = logging.getLogger(__name__)
 
 DATA_HELP = "data set spec: folder:PATH (MVTec AD layout), elpv, or fmnist:CLASS"
 
@@ -177,6 +180,17 @@ def run_train(args: argparse.Namespace) -> int:
         with_memory=variant.arch == "naive",
         turned=variant.makes_anomalies,
     )
+    stuck = stuck_pixels(scorer, dataset.val)
+    if stuck:
+        row, column = stuck[0]
+        log.warning(
+            "the generator is stuck at %d output pixels (e.g. row %d, column %d): it misses them on nearly "
+            "every validation normal, so every heat-map shows them and topk or maxpool scores are "
+            "unreliable; retrain with another --seed (model.json: training.stuck_pixels)",
+            len(stuck),
+            row,
+            column,
+        )
     card = _model_card(
         args,
         variant,
@@ -188,6 +202,7 @@ def run_train(args: argparse.Namespace) -> int:
             "seconds": round(result.seconds, 1),
             "images_per_second": round(result.images_per_second, 1),
             "score_choice": choice.as_dict(),
+            "stuck_pixels": [list(pixel) for pixel in stuck],
         },
     )
     save_model(args.out, card, result.generator_state(), scorer.memory, scorer.defect_memory)
