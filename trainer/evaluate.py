@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,20 @@ from trainer.data import Split
 from trainer.metrics import auroc, roc_curve, score_report
 
 
+def _scored(
+    scorer: AnomalyScorer, images: np.ndarray, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(scores, heat-maps) of stored images a batch at a time, through the same preprocessing as serving."""
+    scorer.eval()
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(to_model_input(images[start : start + batch_size]))
+        yield scorer(x.contiguous(memory_format=torch.channels_last))
+
+
 @torch.inference_mode()
 def score_split(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> np.ndarray:
-    """Anomaly score of every image in ``split``, through the same preprocessing as serving."""
-    scorer.eval()
-    scores = []
-    for start in range(0, len(split.labels), batch_size):
-        x = torch.from_numpy(to_model_input(split.images[start : start + batch_size]))
-        batch_scores, _ = scorer(x.contiguous(memory_format=torch.channels_last))
-        scores.append(batch_scores.float().numpy())
+    """Anomaly score of every image in ``split``."""
+    scores = [batch_scores.float().numpy() for batch_scores, _ in _scored(scorer, split.images, batch_size)]
     return np.concatenate(scores) if scores else np.empty(0, dtype=np.float32)
 
 
@@ -48,16 +54,12 @@ def stuck_pixels(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> 
     nearly always. One seed of the upright variant on Fashion-MNIST trousers left 14 output pixels
     stuck at white: every heat-map then shows the same bright dots, and topk and maxpool score them
     instead of the part. Found before shipping, a retrain with another seed is cheap."""
-    scorer.eval()
     normal = split.images[split.labels == 0]
-    hits: torch.Tensor | None = None
-    for start in range(0, len(normal), batch_size):
-        x = torch.from_numpy(to_model_input(normal[start : start + batch_size]))
-        _, heat = scorer(x.contiguous(memory_format=torch.channels_last))
-        count = (heat[:, 0] >= STUCK_RESIDUAL).sum(dim=0)
-        hits = count if hits is None else hits + count
-    if hits is None:
+    if not len(normal):
         return []
+    hits = torch.stack(
+        [(heat[:, 0] >= STUCK_RESIDUAL).sum(dim=0) for _, heat in _scored(scorer, normal, batch_size)]
+    ).sum(dim=0)
     rows, columns = torch.nonzero(hits >= STUCK_SHARE * len(normal), as_tuple=True)
     return list(zip(rows.tolist(), columns.tolist(), strict=True))
 
