@@ -148,6 +148,7 @@ def main() -> None:
         "image_size": args.image_size,
         "variant": variant.to_dict(),
         "selected_epoch": result.best_epoch,
+        "turn_choice": result.turn_choice.as_dict() if result.turn_choice else None,
         "selection": selection_criterion(variant, dataset.val.labels),
         "dev": {
             "n_normal": int((dev_labels == 0).sum()),

@@ -114,7 +114,7 @@ def test_training_learns_normality_and_selects_an_epoch_on_validation(batchnorm:
 
 
 def test_synthetic_selection_picks_the_epoch_that_best_separates_damaged_copies() -> None:
-    variant = preset("default", batch_size=32, turned_anomalies=4, lr=1e-3, selection="synthetic")
+    variant = preset("quarter", batch_size=32, turned_anomalies=4, lr=1e-3, selection="synthetic")
     result = train_agad(_data(False), variant, image_size=32, epochs=3, progress=False)
     scores = [r["val_synthetic_auroc"] for r in result.history]
     assert all(0.0 <= s <= 1.0 for s in scores)
@@ -125,12 +125,12 @@ def test_weight_average_is_what_gets_evaluated_and_returned() -> None:
     data = _data(False)
     plain = train_agad(
         data,
-        preset("default", batch_size=32, turned_anomalies=4, lr=1e-3),
+        preset("quarter", batch_size=32, turned_anomalies=4, lr=1e-3),
         image_size=32,
         epochs=2,
         progress=False,
     )
-    variant = preset("default", batch_size=32, turned_anomalies=4, lr=1e-3, ema=0.5)
+    variant = preset("quarter", batch_size=32, turned_anomalies=4, lr=1e-3, ema=0.5)
     averaged = train_agad(data, variant, image_size=32, epochs=2, progress=False)
     # Same seed, same steps: only the evaluated weights differ, so the losses agree and the
     # selection numbers do not.
@@ -143,7 +143,7 @@ def test_weight_average_is_what_gets_evaluated_and_returned() -> None:
 def test_weight_average_holds_no_initial_weights_after_one_step() -> None:
     """One step per epoch (a small data set): the average is that step's weights, not mostly the init."""
     data = _data(False)
-    variants = [preset("default", batch_size=128, lr=1e-3, ema=e) for e in (0.0, 0.98)]
+    variants = [preset("quarter", batch_size=128, lr=1e-3, ema=e) for e in (0.0, 0.98)]
     plain, averaged = (train_agad(data, v, image_size=32, epochs=1, progress=False) for v in variants)
     for name, value in plain.generator.state_dict().items():
         assert torch.allclose(averaged.generator.state_dict()[name].float(), value.float(), atol=1e-6), name
@@ -180,7 +180,7 @@ def test_training_sees_flipped_images_only_when_asked() -> None:
     mirrored = replace(data, train_images=symmetric)
 
     def first_epoch_loss(d: TrainData, augment: str) -> float:
-        variant = preset("default", batch_size=32, turned_anomalies=0, augment=augment)
+        variant = preset("quarter", batch_size=32, turned_anomalies=0, augment=augment)
         return float(train_agad(d, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
 
     assert first_epoch_loss(data, "hflip") != pytest.approx(first_epoch_loss(data, "none"), rel=1e-6)
@@ -208,12 +208,12 @@ def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
     data = _data(False)
 
     def first_epoch_loss(repair: float) -> float:
-        variant = preset("default", batch_size=32, turned_anomalies=0, repair=repair)
+        variant = preset("quarter", batch_size=32, turned_anomalies=0, repair=repair)
         return float(train_agad(data, variant, image_size=32, epochs=1, progress=False).history[0]["con"])
 
-    variant = preset("default", batch_size=32, turned_anomalies=0, repair=1.0)
+    variant = preset("quarter", batch_size=32, turned_anomalies=0, repair=1.0)
     originals = data.train_images.flatten(1)
-    for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
+    for inputs, targets, labels in _batches(data, variant, None, torch.Generator().manual_seed(0)):
         assert all(bool((originals == t).all(1).any()) for t in targets.flatten(1))  # clean targets
         assert bool((inputs != targets).flatten(1).any(1)[labels == 0].all())  # damaged inputs
 
@@ -222,13 +222,13 @@ def test_repair_feeds_damaged_inputs_but_keeps_clean_targets() -> None:
         preset("default", repair=1.5)
 
 
-@pytest.mark.parametrize(("turns", "undo"), [("quarter", (1, 3)), ("any", (1, 2, 3))])
+@pytest.mark.parametrize(("turns", "undo"), [("quarter", (1, 3)), ("half", (2,)), ("any", (1, 2, 3))])
 def test_turned_anomalies_are_turned_normals_labelled_anomalous(turns: str, undo: tuple[int, ...]) -> None:
     data = _data(False)
-    variant = preset("default", batch_size=32, turned_anomalies=8, turns=turns)
+    variant = preset("quarter", batch_size=32, turned_anomalies=8, turns=turns)
     normals = data.train_images.flatten(1)
     seen: set[int] = set()
-    for inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
+    for inputs, targets, labels in _batches(data, variant, turns, torch.Generator().manual_seed(0)):
         assert len(labels) == 32 and int(labels.sum()) == 8 and torch.equal(inputs, targets)
         for image in targets[labels == 1]:
             back = [k for k in undo if bool((normals == image.rot90(k, (1, 2)).flatten()).all(1).any())]
@@ -236,9 +236,9 @@ def test_turned_anomalies_are_turned_normals_labelled_anomalous(turns: str, undo
             seen.update(back)
     assert seen == set(undo)
     with pytest.raises(ValueError, match="turned_anomalies=16"):
-        preset("default", batch_size=32, turned_anomalies=16)
-    with pytest.raises(ValueError, match="turns='half'"):
-        preset("default", turns="half")
+        preset("quarter", batch_size=32, turned_anomalies=16)
+    with pytest.raises(ValueError, match="turns='sideways'"):
+        preset("default", turns="sideways")
 
 
 def test_stretched_anomalies_change_one_side_of_a_part_within_range() -> None:
@@ -259,14 +259,14 @@ def test_stretched_anomalies_change_one_side_of_a_part_within_range() -> None:
     assert widened[True] and widened[False]  # both stretched and squeezed are drawn
 
     data = _data(False)
-    variant = preset("default", batch_size=32, turned_anomalies=4, stretched_anomalies=4)
+    variant = preset("quarter", batch_size=32, turned_anomalies=4, stretched_anomalies=4)
     normals = data.train_images.flatten(1)
-    for _inputs, targets, labels in _batches(data, variant, torch.Generator().manual_seed(0)):
+    for _inputs, targets, labels in _batches(data, variant, "quarter", torch.Generator().manual_seed(0)):
         assert len(labels) == 32 and labels.tolist()[-8:] == [1] * 8 and int(labels.sum()) == 8
         for image in targets[-4:]:  # the stretched ones: no training normal, nor a turned one
             assert not bool((normals == image.flatten()).all(1).any())
     with pytest.raises(ValueError, match="stretched_anomalies=8"):
-        preset("default", batch_size=32, turned_anomalies=8, stretched_anomalies=8)
+        preset("quarter", batch_size=32, turned_anomalies=8, stretched_anomalies=8)
 
 
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:
@@ -373,7 +373,7 @@ def test_score_choice_keeps_the_standing_score_unless_another_clearly_beats_it()
 
 def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -> None:
     data = _data(with_anomalies=True)
-    variant = preset("default", batch_size=32, turned_anomalies=4, anomalies_per_batch=4)
+    variant = preset("quarter", batch_size=32, turned_anomalies=4, anomalies_per_batch=4)
     result = train_agad(data, variant, image_size=32, epochs=1, progress=False)
     val, val_x = _serving_val(data)  # what the choice scores: the serving input
     normal, anomalous = data.train_images[data.train_labels == 0], data.train_images[data.train_labels == 1]
@@ -406,7 +406,7 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
 def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_normals() -> None:
     data = _data(with_anomalies=False)
     result = train_agad(
-        data, preset("default", batch_size=32, turned_anomalies=4), image_size=32, epochs=1, progress=False
+        data, preset("quarter", batch_size=32, turned_anomalies=4), image_size=32, epochs=1, progress=False
     )
     val, val_normal = _serving_val(data)
     normal, none = data.train_images, data.train_images[:0]

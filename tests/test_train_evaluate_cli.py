@@ -62,6 +62,8 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
             "--set",
             "turned_anomalies=0",
             "--set",
+            "stretched_anomalies=0",
+            "--set",
             "detach_pseudo=true",
             "--set",
             "selection=synthetic",
@@ -81,6 +83,7 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         "normalisation": card["input"]["normalisation"],
     }
     assert card["threshold"]["method"] == "normal_quantile"  # gamma 0: validation holds normals only
+    assert card["training"]["turn_choice"] is None  # no turned anomalies: no turn measured
     # Without turned anomalies score=auto stands on l2 and, with no labelled anomalies, compares
     # scores on damaged validation normals (with them it keeps l2+knn_latent: test_agad_training).
     assert card["variant"]["score"] == "auto"
@@ -156,6 +159,8 @@ def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -
                 "--set",
                 "turned_anomalies=2",
                 "--set",
+                "stretched_anomalies=2",
+                "--set",
                 "anomalies_per_batch=4",
                 "--set",
                 "score=knn_contrast",
@@ -171,6 +176,9 @@ def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -
     # A handful of labelled defects in validation: too few to choose the epoch on their AUROC.
     assert 0 < card["data"]["splits"]["val"]["anomalous"] < MIN_ANOMALIES
     assert card["training"]["selection"] == "val_normal_score"
+    # turns=auto (the default's) says which turns it fed and why, measured on the good parts.
+    turn_choice = card["training"]["turn_choice"]
+    assert turn_choice["turns"] in ("quarter", "half", "any", None) and turn_choice["reason"]
     # The labelled defects' codes travel with the model and score what was saved.
     scorer, loaded = load_scorer(model)
     assert loaded.score.method == "knn_contrast"

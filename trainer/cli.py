@@ -43,8 +43,10 @@ def register_train(subparsers: Any) -> None:
         "--variant",
         default="default",
         choices=sorted(PRESETS),
-        help="named preset: default (best measured, no discriminator), upright (for parts with a fixed "
-        "pose and proportions, e.g. garments), unturned (the default without turned anomalies), adversarial "
+        help="named preset: default (best measured, no discriminator; turned anomalies by the turns that "
+        "change the part, measured on its good parts), upright (turned by a quarter and a half whatever the "
+        "parts show), quarter (the earlier default: quarter turns only), unturned (no turned anomalies: "
+        "parts that reach the camera in any pose), adversarial "
         "(the best with a discriminator), faithful (the paper as written), or a baseline: autoencoder, "
         "skip-ganomaly",
     )
@@ -203,6 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
             "images_per_second": round(result.images_per_second, 1),
             "score_choice": choice.as_dict(),
             "stuck_pixels": [list(pixel) for pixel in stuck],
+            "turn_choice": result.turn_choice.as_dict() if result.turn_choice else None,
         },
     )
     save_model(args.out, card, result.generator_state(), scorer.memory, scorer.defect_memory)

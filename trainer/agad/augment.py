@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 
 Augment = Literal["none", "hflip", "flips"]
-# Which turns make an anomaly: by a quarter either way, or also upside down (for parts that a half
-# turn changes, unlike most solar cells).
-Turns = Literal["quarter", "any"]
+# Which turns make an anomaly: by a quarter either way, by a half (upside down), or both (for parts
+# that a half turn changes, unlike most solar cells). ``auto`` (a Variant setting, resolved before
+# training by trainer/agad/symmetry.py) takes those that change the part as the good parts show it.
+Turns = Literal["quarter", "half", "any"]
+TurnSetting = Turns | Literal["auto"]
 
 
 def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
@@ -36,11 +38,13 @@ def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Genera
 
 
 def turned(images: torch.Tensor, turns: Turns, generator: torch.Generator) -> torch.Tensor:
-    """``images`` (N, C, H, W), square, each turned at random: by 90° or 270° (``quarter``), or by
-    90°, 180° or 270° (``any``)."""
+    """``images`` (N, C, H, W), square, each turned at random: by 90° or 270° (``quarter``), by 180°
+    (``half``), or by 90°, 180° or 270° (``any``)."""
     n = len(images)
     if turns == "quarter":
         quarters = torch.where(torch.rand(n, generator=generator) < 0.5, 3, 1)  # 3 quarters = clockwise
+    elif turns == "half":
+        quarters = torch.full((n,), 2)
     else:
         quarters = torch.randint(1, 4, (n,), generator=generator)
     out = images.clone()

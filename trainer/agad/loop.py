@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
-from trainer.agad.augment import random_flips, stretched, turned
+from trainer.agad.augment import Turns, random_flips, stretched, turned
 from trainer.agad.batchnorm import RoutedBatchNorm2d, main_route_state_dict, recompute_statistics, routed
 from trainer.agad.loss import discriminator_loss, generator_loss, generator_terms
 from trainer.agad.scoring import score_batches
+from trainer.agad.symmetry import TurnChoice, choose_turns
 from trainer.agad.synthetic import damage_some, synthetic_defects
 from trainer.agad.variant import Variant
 from trainer.metrics import MIN_ANOMALIES, auroc
@@ -62,22 +63,23 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0  # training steps only, evaluation excluded
     images_per_second: float = 0.0
+    turn_choice: TurnChoice | None = None  # what ``turns=auto`` measured and chose
 
     def generator_state(self) -> dict[str, torch.Tensor]:
         return main_route_state_dict(self.generator)
 
 
 def _batches(
-    data: TrainData, variant: Variant, generator: torch.Generator
+    data: TrainData, variant: Variant, turns: Turns | None, generator: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch over the normal images as (inputs, targets, labels); labelled anomalies are drawn with
     replacement into each batch, and ``variant.turned_anomalies`` of its normals are added again,
-    turned (``variant.turns``) and labelled anomalous, and ``variant.stretched_anomalies`` stretched or
-    squeezed. Inputs differ from targets only where ``variant.repair`` damaged them."""
+    turned by ``turns`` (None: not at all) and labelled anomalous, and ``variant.stretched_anomalies``
+    stretched or squeezed. Inputs differ from targets only where ``variant.repair`` damaged them."""
     labels = data.train_labels
     normal = torch.nonzero(labels == 0).squeeze(1)
     anomalous = torch.nonzero(labels == 1).squeeze(1)
-    normals_per_batch, per_batch = _batch_shares(data, variant)
+    normals_per_batch, per_batch = _batch_shares(data, variant, turns)
     order = normal[torch.randperm(len(normal), generator=generator)]
     for start in range(0, len(order), normals_per_batch):
         index = order[start : start + normals_per_batch]
@@ -89,8 +91,8 @@ def _batches(
         targets = random_flips(data.train_images[index], variant.augment, generator)
         inputs = damage_some(targets, labels[index] == 0, variant.repair, generator)
         batch_labels = labels[index]
-        if variant.turned_anomalies:
-            rotated = turned(data.train_images[index[: variant.turned_anomalies]], variant.turns, generator)
+        if variant.turned_anomalies and turns is not None:
+            rotated = turned(data.train_images[index[: variant.turned_anomalies]], turns, generator)
             inputs, targets = torch.cat([inputs, rotated]), torch.cat([targets, rotated])
             batch_labels = torch.cat([batch_labels, torch.ones(len(rotated), dtype=labels.dtype)])
         if variant.stretched_anomalies:
@@ -100,7 +102,7 @@ def _batches(
         yield inputs, targets, batch_labels
 
 
-def _batch_shares(data: TrainData, variant: Variant) -> tuple[int, int]:
+def _batch_shares(data: TrainData, variant: Variant, turns: Turns | None) -> tuple[int, int]:
     """How many normal images and how many labelled anomalies (when there are any) a batch holds; the
     rest of the batch is turned or stretched normals."""
     labelled = (
@@ -108,7 +110,7 @@ def _batch_shares(data: TrainData, variant: Variant) -> tuple[int, int]:
         if bool((data.train_labels == 1).any())
         else 0
     )
-    made = variant.turned_anomalies + variant.stretched_anomalies
+    made = (variant.turned_anomalies if turns is not None else 0) + variant.stretched_anomalies
     return max(1, variant.batch_size - labelled - made), labelled
 
 
@@ -186,6 +188,12 @@ def train_agad(
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
 
     val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
+    turn_choice = None
+    turns: Turns | None = None if variant.turns == "auto" else variant.turns
+    if variant.turned_anomalies and variant.turns == "auto":
+        turn_choice = choose_turns(data.train_images[data.train_labels == 0], val_normal)
+        turns = turn_choice.turns
+        log.info("turns=auto: %s", turn_choice.reason)
     damaged = synthetic_defects(val_normal, seed) if len(val_normal) else None
     criterion = selection_criterion(variant, data.val_labels)
     seen = 0
@@ -197,13 +205,13 @@ def train_agad(
         sums: dict[str, float] = {}
         steps = 0
         epoch_started = time.perf_counter()
-        batches = _batches(data, variant, sampler)
+        batches = _batches(data, variant, turns, sampler)
         bar = tqdm(
             batches,
             desc=f"epoch {epoch + 1}/{epochs}",
             disable=not progress,
             leave=False,
-            total=-(-int((data.train_labels == 0).sum()) // _batch_shares(data, variant)[0]),
+            total=-(-int((data.train_labels == 0).sum()) // _batch_shares(data, variant, turns)[0]),
         )
         for inputs, x, y in bar:
             inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -259,7 +267,13 @@ def train_agad(
         )
     generator.eval()
     return TrainResult(
-        generator, discriminator, best["epoch"], history, training_seconds, seen / max(training_seconds, 1e-9)
+        generator,
+        discriminator,
+        best["epoch"],
+        history,
+        training_seconds,
+        seen / max(training_seconds, 1e-9),
+        turn_choice,
     )
 
 
