@@ -348,6 +348,15 @@ def test_variant_refuses_choices_that_would_fail_after_training() -> None:
     assert preset("default", score="l2+knn_latent").score == "l2+knn_latent"
 
 
+def test_a_batch_size_set_alone_keeps_the_shares_of_made_anomalies() -> None:
+    full = preset("default")
+    small = preset("default", batch_size=64)
+    for count in ("anomalies_per_batch", "turned_anomalies", "stretched_anomalies"):
+        assert getattr(small, count) * full.batch_size == getattr(full, count) * 64
+    assert preset("default", batch_size=64, turned_anomalies=4).turned_anomalies == 4  # as given
+    assert preset("unturned", batch_size=64).turned_anomalies == 0  # off stays off
+
+
 def _serving_val(data: TrainData) -> tuple[Split, torch.Tensor]:
     """``data``'s validation images as stored pixels (a Split) and as the serving input they become."""
     pixels = ((data.val_images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -93,7 +93,7 @@ class Variant:
             raise ValueError(
                 f"turned_anomalies={made[0]} and stretched_anomalies={made[1]} with batch_size="
                 f"{self.batch_size}: choose 0 (off) or, the two together, fewer than half the batch, e.g. "
-                f"--set turned_anomalies={self.batch_size // 8}"
+                f"--set turned_anomalies={self.batch_size // 8} --set stretched_anomalies={self.batch_size // 8}"
             )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: choose 0 (off) or a decay in (0, 1), e.g. 0.95")
@@ -184,8 +184,21 @@ PRESETS: dict[str, Variant] = {
 }
 
 
+# Counts of images per batch that make its anomalies: a batch size set alone keeps their shares.
+PER_BATCH_COUNTS = ("anomalies_per_batch", "turned_anomalies", "stretched_anomalies")
+
+
 def preset(name: str, **overrides: Any) -> Variant:
-    """A named preset with field overrides, e.g. ``preset("faithful", detach_pseudo=True)``."""
+    """A named preset with field overrides, e.g. ``preset("faithful", detach_pseudo=True)``.
+
+    A ``batch_size`` override scales the per-batch counts it is not given with it, so that
+    ``preset("default", batch_size=64)`` holds 8 turned normals where the preset's 256 hold 32.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+    base = PRESETS[name]
+    if "batch_size" in overrides:
+        for count in PER_BATCH_COUNTS:
+            if count not in overrides and (made := getattr(base, count)):
+                overrides[count] = max(1, made * overrides["batch_size"] // base.batch_size)
+    return replace(base, **overrides)
