@@ -990,10 +990,11 @@ def throughput_section() -> list[str]:
         return [*lines, "Not measured yet.", ""]
     lines += [
         "The default trains G alone; the faithful variant also trains D and runs G a second time on "
-        "its own output. Measurements before the variant was recorded are of the faithful one.",
+        "its own output. Measurements before the variant was recorded are of the faithful one. The "
+        "default's rows are of the default of their commit (since runs a29: turned, stretched, averaged).",
         "",
-        "| variant | generator | image size | batch | train images/s (median) | threads |",
-        "|---|---|---|---|---|---|",
+        "| variant | generator | image size | batch | train images/s (median) | threads | CPU |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def variant(run: dict[str, Any]) -> str:
@@ -1002,7 +1003,7 @@ def throughput_section() -> list[str]:
     for run in sorted(runs, key=lambda r: (variant(r), r["arch"], r["image_size"])):
         lines.append(
             f"| {variant(run)} | {run['arch']} | {run['image_size']} | {run['batch_size']} | "
-            f"{run['images_per_second']:.1f} | {run['machine']['torch_threads']} |"
+            f"{run['images_per_second']:.1f} | {run['machine']['torch_threads']} | {run['machine']['cpu']} |"
         )
     lines += [
         "",
