@@ -14,7 +14,6 @@ refused here rather than written under a false label. TensorRT 10 and ONNX Runti
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -29,6 +28,7 @@ import torch
 from agad_stream.errors import AgadError
 from agad_stream.inference.base import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES
 from agad_stream.model.artifact import ModelCard, load_scorer
+from agad_stream.model.provenance import SOURCE_KEY, VERSION_KEY, source_digest
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
@@ -67,7 +67,7 @@ def export_onnx(model_dir: Path, *, opset: int = DEFAULT_OPSET, out: Path | None
             raise AgadError(f"cannot export {model_dir} to ONNX at opset {opset}: {exc}") from exc
     assert program is not None
     model = program.model_proto
-    _stamp(model, card, opset)
+    _stamp(model, card, opset, source_digest(model_dir, card))
     _write_atomically(model, target)
     check_onnx(target, card)
     return target
@@ -96,22 +96,16 @@ def check_onnx(path: Path, card: ModelCard) -> onnx.ModelProto:
     return model
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _dims(value: onnx.ValueInfoProto) -> list[str | int]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-def _stamp(model: onnx.ModelProto, card: ModelCard, opset: int) -> None:
-    """Record which model version and preprocessing the graph belongs to, for whoever finds the file."""
+def _stamp(model: onnx.ModelProto, card: ModelCard, opset: int, source: str | None) -> None:
+    """Record which model version, weights and preprocessing the graph belongs to: the backends
+    refuse a graph whose version or source digest is not its directory's (agad_stream.model.provenance)."""
     props = {
-        "agad.model_version": card.model_version,
+        VERSION_KEY: card.model_version,
+        SOURCE_KEY: source or "",
         "agad.generator": card.generator,
         "agad.score": card.score.method,
         "agad.input": f"{card.input.channels}x{card.input.image_size}x{card.input.image_size} "

@@ -42,8 +42,8 @@ from agad_stream.inference.engine import (
 from agad_stream.inference.gpu import GpuInfo, detect_gpu, gpu_slug
 from agad_stream.inference.onnxruntime_backend import onnx_path
 from agad_stream.model.card import load_card
+from agad_stream.model.provenance import file_sha256
 from deploy.calibration import calibration_batch_size, calibration_batches
-from deploy.onnx_export import file_sha256
 
 log = logging.getLogger(__name__)
 

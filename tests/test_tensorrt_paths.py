@@ -274,6 +274,7 @@ def test_auto_gives_way_when_a_choice_fails_to_start(
 
 @pytest.mark.skipif(_has_gpu(), reason="checks what this machine offers when it has no GPU")
 def test_survey_of_this_machine(tmp_path: Path) -> None:
+    make_model_dir(tmp_path, version="v1")
     record = engine_file(tmp_path, H200)
     machine, skipped = survey(tmp_path)
     assert machine.gpu is None and machine.tensorrt_version is None and not skipped

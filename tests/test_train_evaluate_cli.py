@@ -46,6 +46,10 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     data = tmp_path / "parts"
     _write_folder(data)
     model = tmp_path / "model"
+    model.mkdir()
+    stale = [model / "model.onnx", model / "gpu.engine", model / "gpu.engine.json"]  # of an earlier model
+    for path in stale:
+        path.write_bytes(b"made from the weights this training replaces")
     status = main(
         [
             "train",
@@ -74,6 +78,7 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert status == 0
     assert (model / "weights.safetensors").is_file()
+    assert not any(path.exists() for path in stale)
     card = json.loads((model / "model.json").read_text())
     assert card["model_version"] == "v-test"
     assert card["input"] == {

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from agad_stream.errors import AgadError
 from agad_stream.inference.base import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, Prediction, check_batch
 from agad_stream.model.card import load_card
+from agad_stream.model.provenance import check_onnx_stamp
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -79,6 +80,7 @@ class OnnxRuntimeBackend:
                 f"{path} has inputs/outputs {names}, expected [{INPUT_NAME}] and {list(OUTPUT_NAMES)}; "
                 f"re-export it with `agad export --model {model_dir}`"
             )
+        check_onnx_stamp(path, dict(self.session.get_modelmeta().custom_metadata_map), self.card)
         active = self.session.get_providers()
         if device == "cuda" and CUDA not in active:
             raise AgadError(f"ONNX Runtime could not start {CUDA} for {path}; check the CUDA/cuDNN install")

@@ -20,6 +20,8 @@ from agad_stream.inference.engine import (
     installed_tensorrt_version,
 )
 from agad_stream.inference.gpu import GpuInfo, detect_gpu
+from agad_stream.model.card import load_card
+from agad_stream.model.provenance import engine_staleness
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
@@ -71,6 +73,16 @@ def survey(model_dir: Path) -> tuple[Machine, list[str]]:
 
     gpu = detect_gpu()
     engines, skipped = find_engines(model_dir)
+    card = load_card(model_dir)
+    fresh = []
+    for record in engines:
+        meta = record.metadata
+        stale = engine_staleness(record.path, meta.model_version, meta.onnx_sha256, card, model_dir)
+        if stale:
+            skipped.append(f"engine {record.path.name} skipped: {stale}; rebuild it with `agad build-engine`")
+        else:
+            fresh.append(record)
+    engines = fresh
     wanted = [r for r in engines if gpu is not None and r.metadata.gpu == gpu]
     version = installed_tensorrt_version() if wanted else None
     # Engines for other GPUs are kept in the list so the log says why they were passed over.

@@ -30,6 +30,7 @@ from agad_stream.inference.engine import (
 )
 from agad_stream.inference.gpu import GpuInfo, detect_gpu
 from agad_stream.model.card import load_card
+from agad_stream.model.provenance import engine_staleness
 
 
 def engine_for_this_gpu(model_dir: Path, gpu: GpuInfo | None) -> EngineRecord:
@@ -63,6 +64,11 @@ class TensorRTBackend:
         )
         check_compatible(record, gpu, str(trt.__version__))
         meta = record.metadata
+        stale = engine_staleness(record.path, meta.model_version, meta.onnx_sha256, self.card, model_dir)
+        if stale:
+            raise AgadError(
+                f"{record.path} is stale: {stale}; rebuild it with `agad build-engine --model {model_dir}`"
+            )
         if (meta.image_size, meta.channels) != (self.card.input.image_size, self.card.input.channels):
             raise AgadError(
                 f"{record.path} was built for {meta.channels}x{meta.image_size}px input, but the model card "

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from agad_stream.errors import AgadError
 from agad_stream.model.card import CARD, InputSpec, ModelCard, ScoreSpec, Threshold, load_card
 from agad_stream.model.generator import LATENT_DIM, build_generator
+from agad_stream.model.provenance import WEIGHTS
 from agad_stream.model.score import AnomalyScorer
 
 # The card's types stay importable from here for code that loads and saves whole models.
@@ -30,7 +31,6 @@ __all__ = [
     "save_model",
 ]
 
-WEIGHTS = "weights.safetensors"
 MEMORY_KEY = "score.memory"
 """Where the weights file keeps the latent memory (codes of training normals) of a memory score."""
 DEFECT_MEMORY_KEY = "score.defect_memory"
