@@ -33,7 +33,7 @@ from trainer.agad.loop import TrainData, selection_criterion, train_agad
 from trainer.agad.score_choice import shipped_scorer
 from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
-from trainer.cli import parse_variant_overrides
+from trainer.cli import variant_override
 from trainer.data import load_dataset
 from trainer.evaluate import evaluation_report, score_images, score_split
 from trainer.metrics import auroc, calibrate_threshold
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--variant", default="faithful")
     parser.add_argument("--label", help="row label in the results tables (default: the variant's name)")
-    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--set", action="append", type=variant_override, default=[], metavar="FIELD=VALUE")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--gamma", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0, help="fixes the data split and, by default, training")
@@ -70,7 +70,7 @@ def main() -> None:
     started = time.perf_counter()
     train_seed = args.seed if args.train_seed is None else args.train_seed
 
-    variant = preset(args.variant, **parse_variant_overrides(args.set))
+    variant = preset(args.variant, **dict(args.set))
     dataset = load_dataset(args.data, args.image_size, gamma=args.gamma, seed=args.seed)
     headline = dataset.headline_test()
 

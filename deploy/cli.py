@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from agad_stream.cli import args as types
 from agad_stream.errors import AgadError
 from agad_stream.inference import load_backend
-from agad_stream.inference.base import ONNX_FILE, parse_batch_sizes
+from agad_stream.inference.base import ONNX_FILE
 from agad_stream.model.card import load_card
 from deploy.parity import Parity, compare, random_batch
 
@@ -27,8 +28,10 @@ def register_export(subparsers: Any) -> None:
         "axis, weights inside, checked with the ONNX checker, then compare ONNX Runtime with PyTorch on a "
         "random batch.",
     )
-    parser.add_argument("--model", required=True, type=Path, help="model directory")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
+    parser.add_argument("--model", required=True, type=types.model_dir, help="model directory")
+    parser.add_argument(
+        "--opset", type=types.integer(18, 23), default=18, help="ONNX opset, 18 or newer (default 18)"
+    )
     parser.add_argument("--out", type=Path, help=f"write here instead of MODEL/{ONNX_FILE}")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -44,9 +47,14 @@ def register_build_engine(subparsers: Any) -> None:
         "images of the model's training data. Needs `pip install 'agad-stream[tensorrt]' "
         "--extra-index-url https://pypi.nvidia.com` and an NVIDIA GPU.",
     )
-    parser.add_argument("--model", required=True, type=Path, help="model directory")
+    parser.add_argument("--model", required=True, type=types.model_dir, help="model directory")
     parser.add_argument("--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="default fp16")
-    parser.add_argument("--batch", default="1,8,32", help="batch sizes the scorer uses (default 1,8,32)")
+    parser.add_argument(
+        "--batch",
+        type=types.batch_sizes,
+        default=[1, 8, 32],
+        help="batch sizes the scorer uses (default 1,8,32)",
+    )
     parser.add_argument(
         "--timing-cache", type=Path, help="timing cache file (default: per GPU in the cache dir)"
     )
@@ -55,13 +63,15 @@ def register_build_engine(subparsers: Any) -> None:
         help="INT8: data set spec of the normal images (default: the model's training data)",
     )
     parser.add_argument(
-        "--calibration-images", type=int, default=512, help="INT8: images to use (default 512)"
+        "--calibration-images", type=types.positive, default=512, help="INT8: images to use (default 512)"
     )
     parser.add_argument(
-        "--calibration-batch", type=int, default=32, help="INT8: calibration batch (default 32)"
+        "--calibration-batch", type=types.positive, default=32, help="INT8: calibration batch (default 32)"
     )
     parser.add_argument(
-        "--workspace-gib", type=float, help="builder workspace limit in GiB (default: TensorRT's)"
+        "--workspace-gib",
+        type=types.number(0, low_open=True),
+        help="builder workspace limit in GiB (default: TensorRT's)",
     )
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the engine vs ONNX Runtime (CPU) check"
@@ -71,7 +81,8 @@ def register_build_engine(subparsers: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from deploy.onnx_export import export_onnx, file_sha256
+    from agad_stream.model.provenance import file_sha256
+    from deploy.onnx_export import export_onnx
 
     path = export_onnx(args.model, opset=args.opset, out=args.out)
     report: dict[str, Any] = {"onnx": str(path), "opset": args.opset, "bytes": path.stat().st_size}
@@ -95,7 +106,7 @@ def run_build_engine(args: argparse.Namespace) -> int:
     from deploy.tensorrt_engine import BuildOptions, build_engine, require_tensorrt_and_gpu
 
     require_tensorrt_and_gpu()  # fail fast, before exporting or loading calibration data
-    batch_sizes = parse_batch_sizes(args.batch)
+    batch_sizes = args.batch
     if not (args.model / ONNX_FILE).is_file():
         from deploy.onnx_export import export_onnx
 

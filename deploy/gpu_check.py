@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from agad_stream.cli.args import batch_sizes, image_size, positive
 from agad_stream.errors import AgadError
 from agad_stream.inference import Backend, load_backend
-from agad_stream.inference.base import parse_batch_sizes
 from agad_stream.inference.bench import Timing, synthetic_frame, time_predict
 from agad_stream.inference.engine import tensorrt_available
 from agad_stream.model.generator import ARCHITECTURES, Architecture
@@ -37,13 +37,15 @@ TIME_LIMIT_S = 300.0
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=ARCHITECTURES, default="naive")
-    parser.add_argument("--size", type=int, default=64, help="image size, power of two 32..256 (default 64)")
+    parser.add_argument(
+        "--image-size", type=image_size, default=64, help="image size, power of two 32..256 (default 64)"
+    )
     parser.add_argument("--channels", type=int, choices=[1, 3], default=3)
     parser.add_argument(
         "--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="TensorRT precision"
     )
-    parser.add_argument("--batch", default="1,8,32", help="batch sizes (default 1,8,32)")
-    parser.add_argument("--iterations", type=int, default=30, help="timed calls per backend and batch")
+    parser.add_argument("--batch", type=batch_sizes, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
+    parser.add_argument("--iterations", type=positive, default=30, help="timed calls per backend and batch")
     parser.add_argument("--keep", type=Path, help="write the model directory here instead of a temporary one")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -76,10 +78,10 @@ def _check(args: argparse.Namespace, model_dir: Path, started: float) -> bool:
 
     from deploy.onnx_export import export_onnx
 
-    batches = parse_batch_sizes(args.batch)
+    batches = args.batch
     print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}")
-    _step(started, f"model: {args.arch}, {args.channels}x{args.size}x{args.size}, random weights")
-    _make_model(model_dir, args.arch, args.size, args.channels)
+    _step(started, f"model: {args.arch}, {args.channels}x{args.image_size}x{args.image_size}, random weights")
+    _make_model(model_dir, args.arch, args.image_size, args.channels)
     _step(started, "export to ONNX")
     export_onnx(model_dir)
 
@@ -89,7 +91,7 @@ def _check(args: argparse.Namespace, model_dir: Path, started: float) -> bool:
         from deploy.tensorrt_engine import BuildOptions, build_engine
 
         _step(started, f"build TensorRT {args.precision} engine (profiles for batch {batches})")
-        calibration = _frames(64, args.size, args.channels) if args.precision == "int8" else None
+        calibration = _frames(64, args.image_size, args.channels) if args.precision == "int8" else None
         record = build_engine(
             model_dir,
             BuildOptions(precision=args.precision, batch_sizes=batches, calibration_images=calibration),
@@ -105,8 +107,8 @@ def _check(args: argparse.Namespace, model_dir: Path, started: float) -> bool:
 
     _step(started, "parity against ONNX Runtime on the CPU")
     inputs = {
-        "random": random_batch(8, args.channels, args.size),
-        "frames": to_model_input(_frames(8, args.size, args.channels)),
+        "random": random_batch(8, args.channels, args.image_size),
+        "frames": to_model_input(_frames(8, args.image_size, args.channels)),
     }
     results: list[Parity] = []
     for backend, precision in candidates:
@@ -120,7 +122,7 @@ def _check(args: argparse.Namespace, model_dir: Path, started: float) -> bool:
     for backend in [reference] + [b for b, _ in candidates]:
         for size in batches:
             timing = Timing(backend.name, size, dict(backend.details))
-            batch = random_batch(size, args.channels, args.size, seed=size)
+            batch = random_batch(size, args.channels, args.image_size, seed=size)
             timing.add_round(time_predict(backend, batch, iterations=args.iterations, warmup=5))
             timings.append(timing)
     print(

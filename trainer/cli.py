@@ -13,9 +13,11 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
+from agad_stream.cli import args as types
 from agad_stream.errors import AgadError
 from agad_stream.model.artifact import InputSpec, ModelCard, Threshold, load_scorer, save_model
 from agad_stream.model.generator import ARCHITECTURES
+from agad_stream.model.provenance import remove_derived
 from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
 from trainer.agad.loop import TrainData, selection_criterion, train_agad
@@ -51,21 +53,32 @@ def register_train(subparsers: Any) -> None:
         "skip-ganomaly",
     )
     train.add_argument("--arch", choices=ARCHITECTURES, help="generator backbone (default: the variant's)")
-    train.add_argument("--image-size", type=int, default=32, help="square input size, power of two 32..256")
+    train.add_argument(
+        "--image-size",
+        type=types.image_size,
+        default=32,
+        help="square input size: 32, 64, 128 or 256 (default 32)",
+    )
     train.add_argument("--channels", type=int, choices=[1, 3], help="default: the data set's own")
-    train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--gamma", type=float, default=0.0, help="fraction of labelled anomalies, a/(n+a)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=types.positive, default=15, help="passes over the training normals")
+    train.add_argument(
+        "--gamma",
+        type=GAMMA,
+        default=0.0,
+        help="fraction of labelled anomalies in training, a/(n+a), below 1",
+    )
+    train.add_argument("--seed", type=types.non_negative, default=0, help="seed of the split and of training")
     train.add_argument(
         "--set",
         action="append",
         default=[],
+        type=variant_override,
         metavar="FIELD=VALUE",
         help="override a variant field, e.g. --set detach_pseudo=true (repeatable)",
     )
     train.add_argument(
         "--target-fpr",
-        type=float,
+        type=types.number(0, 1, low_open=True, high_open=True),
         default=0.01,
         help="false-positive rate the threshold aims at when validation has no anomalies",
     )
@@ -76,8 +89,10 @@ def register_train(subparsers: Any) -> None:
         help="with labelled anomalies in validation: best F1 there (f1; right when validation's defect "
         "share is the line's) or best balanced accuracy (balanced; independent of that share)",
     )
-    train.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
+    train.add_argument("--threads", type=types.positive, help="torch CPU threads (default: all cores)")
+    train.add_argument(
+        "--device", type=types.device, default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)"
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument(
         "--report-test-per-epoch",
@@ -97,33 +112,39 @@ def register_evaluate(subparsers: Any) -> None:
         description="Evaluate a model directory on a data set's test split at the model's threshold; "
         "writes roc.png and scores.png.",
     )
-    evaluate.add_argument("--model", required=True, type=Path, help="model directory")
+    evaluate.add_argument("--model", required=True, type=types.model_dir, help="model directory")
     evaluate.add_argument("--data", help=DATA_HELP + " (default: the model's training data)")
-    evaluate.add_argument("--gamma", type=float, help="default: the model's")
-    evaluate.add_argument("--seed", type=int, help="default: the model's")
+    evaluate.add_argument(
+        "--gamma", type=GAMMA, help="labelled-anomaly fraction of the split (default: the model's)"
+    )
+    evaluate.add_argument("--seed", type=types.non_negative, help="seed of the split (default: the model's)")
     evaluate.add_argument("--plots", type=Path, help="folder for the PNG plots (default: MODEL/eval)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(func=run_evaluate)
 
 
-def parse_variant_overrides(pairs: list[str]) -> dict[str, Any]:
-    fields = {f.name: f for f in dataclasses.fields(Variant)}
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or name not in fields:
-            raise AgadError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
-        default = getattr(Variant(), name)
-        try:
-            if isinstance(default, bool):
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                overrides[name] = raw.lower() in ("true", "1")
-            else:
-                overrides[name] = type(default)(raw)
-        except ValueError:
-            raise AgadError(f"--set {pair!r}: {raw!r} is not a valid {type(default).__name__}") from None
-    return overrides
+GAMMA = types.number(0, 1, high_open=True)
+
+
+def variant_override(pair: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` of ``--set`` as (field, value of the field's type)."""
+    fields = [f.name for f in dataclasses.fields(Variant)]
+    name, sep, raw = pair.partition("=")
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(
+            f"{pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}"
+        )
+    default = getattr(Variant(), name)
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            return name, raw.lower() in ("true", "1")
+        return name, type(default)(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{pair!r}: {raw!r} is not a valid {type(default).__name__}"
+        ) from None
 
 
 def _tensors(split: Split) -> torch.Tensor:
@@ -133,7 +154,7 @@ def _tensors(split: Split) -> torch.Tensor:
 def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = parse_variant_overrides(args.set)
+    overrides = dict(args.set)
     if args.arch:
         overrides["arch"] = args.arch
     try:
@@ -208,6 +229,8 @@ def run_train(args: argparse.Namespace) -> int:
             "turn_choice": result.turn_choice.as_dict() if result.turn_choice else None,
         },
     )
+    for stale in remove_derived(args.out):
+        log.info("removed %s: it was made from the model this training replaces", stale)
     save_model(args.out, card, result.generator_state(), scorer.memory, scorer.defect_memory)
     checkpoint.unlink(missing_ok=True)
     if args.json:

@@ -7,14 +7,12 @@ import json
 import logging
 import re
 import statistics
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agad_stream.errors import AgadError
+from agad_stream.cli import args as types
 from agad_stream.inference import BACKEND_KINDS, Backend, load_backend
-from agad_stream.inference.base import parse_batch_sizes
 from agad_stream.inference.bench import (
     Timing,
     machine_summary,
@@ -38,44 +36,47 @@ def register(subparsers: Any) -> None:
         "frame (decode, convert, resize, normalise) at the model size and at 256 px, and its share of "
         "the per-frame cost.",
     )
-    parser.add_argument("--model", required=True, type=Path, help="model directory")
+    parser.add_argument("--model", required=True, type=types.model_dir, help="model directory")
     parser.add_argument(
         "--backend",
-        default="auto",
-        help=f"comma-separated backends: {', '.join(BACKEND_KINDS)} (default auto)",
+        type=backend_list,
+        default=["auto"],
+        help=f"comma-separated backends to compare: {', '.join(BACKEND_KINDS)} (default auto)",
     )
-    parser.add_argument("--batch", default="1,8,32", help="batch sizes (default 1,8,32)")
-    parser.add_argument("--iterations", type=int, default=20, help="timed calls per backend, batch and round")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each measurement")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds over all backends and batches (default 3)"
+        "--batch", type=types.batch_sizes, default=[1, 8, 32], help="batch sizes (default 1,8,32)"
     )
-    parser.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime")
-    parser.add_argument("--device", help="device for torch/onnxruntime backends (cpu, cuda)")
+    parser.add_argument(
+        "--iterations", type=types.positive, default=20, help="timed calls per backend, batch and round"
+    )
+    parser.add_argument(
+        "--warmup", type=types.non_negative, default=3, help="untimed calls before each measurement"
+    )
+    parser.add_argument(
+        "--rounds", type=types.positive, default=3, help="rounds over all backends and batches (default 3)"
+    )
+    parser.add_argument("--threads", type=types.positive, help="intra-op threads for torch and ONNX Runtime")
+    parser.add_argument(
+        "--device", type=types.device, help="device for torch/onnxruntime backends (cpu, cuda)"
+    )
     parser.add_argument("--no-heatmaps", action="store_true", help="scores only (skip copying heat-maps)")
     parser.add_argument(
         "--frame-size",
-        default="640x480",
+        type=frame_size,
+        default=(640, 480),
         help="WxH of the synthetic JPEG frame to preprocess (default 640x480)",
     )
     parser.add_argument(
-        "--preprocess-iterations", type=int, default=100, help="frames timed per size and round"
+        "--preprocess-iterations", type=types.positive, default=100, help="frames timed per size and round"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    kinds = [k.strip() for k in args.backend.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in BACKEND_KINDS]
-    if not kinds or unknown:
-        raise AgadError(f"--backend {args.backend!r}: choose from {', '.join(BACKEND_KINDS)}")
-    if min(args.iterations, args.rounds, args.preprocess_iterations) < 1 or args.warmup < 0:
-        raise AgadError(
-            "--iterations, --rounds and --preprocess-iterations must be at least 1, --warmup 0 or more"
-        )
-    batches = parse_batch_sizes(args.batch)
-    width, height = _frame_size(args.frame_size)
+    kinds = args.backend
+    batches = args.batch
+    width, height = args.frame_size
     machine_before = machine_summary()
 
     backends = [_load(args, kind) for kind in kinds]
@@ -153,11 +154,21 @@ def _load(args: argparse.Namespace, kind: str) -> Backend:
     return load_backend(args.model, kind, **options)
 
 
-def _frame_size(text: str) -> tuple[int, int]:
+def frame_size(text: str) -> tuple[int, int]:
+    """``640x480`` -> (640, 480), at least 8x8."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not match or min(int(match[1]), int(match[2])) < 8:
-        raise AgadError(f"--frame-size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480 (at least 8x8)")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480 (at least 8x8)")
     return int(match[1]), int(match[2])
+
+
+def backend_list(text: str) -> list[str]:
+    """``onnxruntime,torch`` -> the backend kinds, each one of BACKEND_KINDS."""
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in BACKEND_KINDS]
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(BACKEND_KINDS)}, comma-separated")
+    return kinds
 
 
 def _print_table(report: dict[str, Any], size: int) -> None:

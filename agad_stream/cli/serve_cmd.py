@@ -11,6 +11,7 @@ import redis
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
+from agad_stream.cli import args as types
 from agad_stream.config import Settings, load_settings
 from agad_stream.errors import AgadError
 from agad_stream.inference import BACKEND_KINDS, Backend, load_backend
@@ -31,22 +32,34 @@ def register(subparsers: Any) -> None:
         description="Join the scorer group, score frames in micro-batches and publish a verdict per frame to "
         "the scores topic, flagged frames to the Redis review queue and frames that cannot be scored to the "
         "dead-letter topic; commit offsets only after all of that is stored. Reloads the model on a models "
-        "event or when the registry pointer changes. Stops cleanly on SIGTERM or Ctrl-C.",
+        "event or when the registry pointer changes. Stops cleanly on SIGTERM or Ctrl-C. The threshold is "
+        "--threshold or AGAD_SCORER__THRESHOLD when set, else the one calibrated at training, in the model's "
+        "model.json (threshold.value, and threshold.method says how); the log names it at every model load "
+        "and the metric agad_threshold shows it.",
     )
     parser.add_argument(
         "--model",
-        type=Path,
+        type=types.model_or_registry,
         help="model directory, or a registry folder with a `current` pointer (default: AGAD_REGISTRY)",
     )
     parser.add_argument("--backend", choices=BACKEND_KINDS, help="inference backend (AGAD_SCORER__BACKEND)")
-    parser.add_argument("--threads", type=int, help="intra-op threads of torch or ONNX Runtime")
-    parser.add_argument("--max-batch", type=int, help="batch size limit (AGAD_SCORER__MAX_BATCH)")
+    parser.add_argument("--threads", type=types.positive, help="intra-op threads of torch or ONNX Runtime")
     parser.add_argument(
-        "--max-wait-ms", type=float, help="latency budget of a batch (AGAD_SCORER__MAX_WAIT_MS)"
+        "--max-batch", type=types.integer(1, 1024), help="batch size limit (AGAD_SCORER__MAX_BATCH)"
     )
-    parser.add_argument("--threshold", type=float, help="alerting threshold (AGAD_SCORER__THRESHOLD)")
     parser.add_argument(
-        "--metrics-port", type=int, help="Prometheus port, 0 = off (AGAD_SCORER__METRICS_PORT)"
+        "--max-wait-ms",
+        type=types.number(0, 10_000),
+        help="latency budget of a batch (AGAD_SCORER__MAX_WAIT_MS)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=types.number(),
+        help="flag scores at or above this instead of the model's calibrated threshold "
+        "(AGAD_SCORER__THRESHOLD)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=types.port, help="Prometheus port, 0 = off (AGAD_SCORER__METRICS_PORT)"
     )
     parser.add_argument("--log-format", choices=("text", "json"), help="AGAD_SCORER__LOG_FORMAT")
     parser.set_defaults(func=serve)
@@ -128,8 +141,8 @@ def check_services(settings: Settings) -> None:
     missing = [f"{name} ({variable})" for variable, name in needed.items() if name not in existing]
     if missing:
         raise AgadError(
-            f"topic {', '.join(missing)} does not exist on {kafka.bootstrap_servers}; create it or set the "
-            "variable to an existing topic"
+            f"topic {', '.join(missing)} does not exist on {kafka.bootstrap_servers}; create the topics with "
+            "`agad topics create`, or set the variable to an existing topic"
         )
     client = redis.Redis.from_url(
         settings.redis.url, **settings.redis.client_options(), socket_connect_timeout=5

@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from agad_stream.cli import args as types
 from agad_stream.config import load_settings
 from agad_stream.errors import AgadError
 from agad_stream.stream.simulator import CORRUPTIONS, FORMATS, RAW, Simulator, load_images
@@ -26,18 +27,33 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--data", required=True, help="folder:PATH (no trainer needed), fmnist:<class> or elpv"
     )
-    parser.add_argument("--cameras", type=int, default=4, help="number of cameras (default 4)")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second per camera; 0 = unpaced")
-    parser.add_argument("--corrupt-rate", type=float, default=0.0, help="share of spoilt frames (default 0)")
-    parser.add_argument("--count", type=int, help="frames to send in all")
     parser.add_argument(
-        "--duration", type=float, help="seconds to send for (default: until --count, or forever)"
+        "--cameras", type=types.integer(1, 1000), default=4, help="number of cameras (default 4)"
+    )
+    parser.add_argument(
+        "--fps", type=types.number(0), default=10.0, help="frames per second per camera; 0 = unpaced"
+    )
+    parser.add_argument(
+        "--corrupt-rate", type=types.fraction, default=0.0, help="share of spoilt frames (default 0)"
+    )
+    parser.add_argument("--count", type=types.non_negative, help="frames to send in all")
+    parser.add_argument(
+        "--duration",
+        type=types.number(0, low_open=True),
+        help="seconds to send for (default: until --count, or forever)",
     )
     parser.add_argument(
         "--format", choices=[*FORMATS, RAW], default="jpeg", help="frame encoding (default jpeg)"
     )
-    parser.add_argument("--size", type=int, default=64, help="image size for trainer data sets (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the image order and corruptions")
+    parser.add_argument(
+        "--image-size",
+        type=types.integer(8, 4096),
+        default=64,
+        help="size the images of fmnist and elpv are resized to (default 64; folder images keep theirs)",
+    )
+    parser.add_argument(
+        "--seed", type=types.non_negative, default=0, help="seed of the image order and corruptions"
+    )
     parser.add_argument("--topic", help="topic to send to (default AGAD_KAFKA__TOPICS__FRAMES)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=simulate)
@@ -45,11 +61,14 @@ def register(subparsers: Any) -> None:
 
 def simulate(args: argparse.Namespace) -> int:
     settings = load_settings()
-    if args.count is not None and args.count < 0:
-        raise AgadError("--count must be 0 or more")
-    images = load_images(args.data, args.size)
+    images = load_images(args.data, args.image_size)
     try:
-        producer = KafkaProducer(**settings.kafka.client_options(), acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            **settings.kafka.client_options(),
+            **settings.kafka.producer_size_options(),
+            acks="all",
+            linger_ms=5,
+        )
     except (KafkaError, OSError) as exc:
         raise AgadError(
             f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({exc!r}); check "

@@ -12,7 +12,6 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from agad_stream.errors import AgadError
 from agad_stream.model.card import ModelCard
 
 BackendKind = Literal["auto", "onnxruntime", "tensorrt", "torch"]
@@ -52,14 +51,3 @@ def check_batch(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     if batch.dtype != np.float32:
         raise ValueError(f"model {card.model_version} takes {expected}, got dtype {batch.dtype}")
     return np.ascontiguousarray(batch)
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]`` (sorted, unique); AgadError naming the bad value."""
-    sizes: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise AgadError(f"--batch {text!r}: expected positive integers separated by commas, e.g. 1,8,32")
-        sizes.add(int(part))
-    return sorted(sizes)
