@@ -21,6 +21,8 @@ from agad_stream.errors import AgadError
 
 ENV_PREFIX = "AGAD_"
 ENV_NESTED_DELIMITER = "__"
+RECORD_OVERHEAD_BYTES = 64 * 1024
+"""Room for a record's key, headers and batch framing beside the frame itself."""
 
 
 def _default_state_dir() -> Path:
@@ -56,6 +58,42 @@ class KafkaSettings(BaseModel):
     client_id: str = Field("agad-stream", description="client id the brokers log and quota by")
     group_id: str = Field("agad-scorers", description="consumer group shared by all scorer workers")
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    partitions: int = Field(
+        6,
+        ge=1,
+        le=10_000,
+        description="partitions `agad topics create` gives frames, scores and the dead-letter topic: "
+        "the most scorer workers one group can keep busy",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="replicas of each topic `agad topics create` makes (3 on a production cluster)",
+    )
+    max_frame_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=1024 * 1024 * 1024,
+        description="largest frame a camera may send, in bytes; the topics and agad's own clients are "
+        "made to carry it",
+    )
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record the frames, dead-letter and labels topics carry: a frame plus its headers."""
+        return self.max_frame_bytes + RECORD_OVERHEAD_BYTES
+
+    def producer_size_options(self) -> dict[str, Any]:
+        """kafka-python producer options that let a record of a whole frame through."""
+        return {"max_request_size": self.max_record_bytes}
+
+    def consumer_size_options(self) -> dict[str, Any]:
+        """kafka-python consumer options that fetch a record of a whole frame."""
+        return {
+            "max_partition_fetch_bytes": self.max_record_bytes,
+            "fetch_max_bytes": max(self.max_record_bytes, 50 * 1024 * 1024),
+        }
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments common to kafka-python producers, consumers and admin clients."""

@@ -27,6 +27,8 @@ import redis
 
 from agad_stream.config import ENV_PREFIX, Settings, TopicSettings, load_settings
 from deploy.services import manager
+from deploy.topics import create_topics as create_contract_topics
+from deploy.topics import topic_specs
 from tests.stream_support import ServeProcess, worker_env
 from tests.support import (
     KafkaClients,
@@ -116,12 +118,10 @@ def redis_prefix(services: Services, test_id: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(services: Services, test_id: str, redis_prefix: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings pointing at the session's services, with topics, group and key prefix of this test.
-
-    The topics of DESIGN.md's contracts exist ("frames" with 4 partitions) and are deleted after the
-    test; the model registry is an empty temporary folder.
-    """
+def bare_settings(services: Services, test_id: str, redis_prefix: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings pointing at the session's services, with topic names, group and key prefix of this
+    test and an empty temporary model registry; the topics are not made (``settings`` makes them).
+    Whatever topics of those names exist after the test are deleted, with the group's offsets."""
     base = services.settings
     topics = TopicSettings(
         frames=f"{test_id}.frames",
@@ -130,22 +130,24 @@ def settings(services: Services, test_id: str, redis_prefix: str, tmp_path: Path
         labels=f"{test_id}.labels",
         models=f"{test_id}.models",
     )
-    partitions = {
-        topics.frames: 4,
-        topics.scores: 2,
-        topics.dead_letter: 1,
-        topics.labels: 1,
-        topics.models: 1,
-    }
-    create_topics(base, partitions)
-    kafka = base.kafka.model_copy(update={"topics": topics, "group_id": f"{test_id}.scorers"})
+    kafka = base.kafka.model_copy(
+        update={"topics": topics, "group_id": f"{test_id}.scorers", "partitions": 4}
+    )
     redis_settings = base.redis.model_copy(update={"key_prefix": redis_prefix})
     try:
         yield base.model_copy(
             update={"kafka": kafka, "redis": redis_settings, "registry": tmp_path / "registry"}
         )
     finally:
-        delete_topics(base, list(partitions), groups=[kafka.group_id])
+        delete_topics(base, [spec.name for spec in topic_specs(kafka)], groups=[kafka.group_id])
+
+
+@pytest.fixture
+def settings(bare_settings: Settings) -> Settings:
+    """``bare_settings`` with the topics of DESIGN.md's contracts made as `agad topics create` makes
+    them ("frames", "scores" and the dead-letter topic with 4 partitions)."""
+    create_contract_topics(bare_settings.kafka)
+    return bare_settings
 
 
 @pytest.fixture
@@ -213,14 +215,14 @@ def stream_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+def serve(bare_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     """``serve(model, name="w1", **scorer_settings)`` starts `agad serve`; all are killed after the test."""
     started: list[ServeProcess] = []
 
     def start(model: Path, name: str = "worker", *args: str, **scorer: object) -> ServeProcess:
         process = ServeProcess(
             [*_agad_command(), "serve", "--model", str(model), *args],
-            worker_env(settings, **scorer),
+            worker_env(bare_settings, **scorer),
             tmp_path / f"{name}.log",
             tmp_path,
         )

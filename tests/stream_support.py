@@ -109,6 +109,7 @@ def worker_env(settings: Settings, **scorer: Any) -> dict[str, str]:
         "AGAD_KAFKA__TOPICS__LABELS": topics.labels,
         "AGAD_KAFKA__TOPICS__MODELS": topics.models,
         "AGAD_KAFKA__GROUP_ID": settings.kafka.group_id,
+        "AGAD_KAFKA__PARTITIONS": str(settings.kafka.partitions),
         "AGAD_REDIS__KEY_PREFIX": settings.redis.key_prefix,
         "AGAD_REGISTRY": str(settings.registry),
         "AGAD_SCORER__BACKEND": "onnxruntime",

@@ -4,6 +4,7 @@ The contract (DESIGN.md): headers ``camera_id``, ``ts_ms`` (capture time, ms sin
 ``content_type`` are required; ``frame_id`` is optional and defaults to ``topic:partition:offset``.
 Everything wrong with a record, from a missing header to a truncated JPEG, is a rejection whose
 reason is short enough for the dead-letter ``error`` header; nothing here raises on bad input.
+A dead letter keeps the record's key, value and headers and adds :func:`dead_letter_headers`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ def frame_id_of(record: Any) -> str:
             except UnicodeDecodeError:
                 break
     return f"{record.topic}:{record.partition}:{record.offset}"
+
+
+def dead_letter_headers(record: Any, reason: str) -> list[tuple[str, bytes]]:
+    """The headers a dead letter adds to the frame's own: why it failed, and where it was read."""
+    return [
+        ("error", reason.encode()),
+        ("source_topic", str(record.topic).encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
 
 
 def parse_frame(record: Any, *, image_size: int, channels: int) -> Frame | Rejection:

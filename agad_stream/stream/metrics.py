@@ -43,6 +43,9 @@ class Metrics:
         self.model_version = Gauge(
             "agad_model_version", "1 for the model version being served", ["version"], registry=r
         )
+        self.threshold = Gauge(
+            "agad_threshold", "score at or above which a frame is flagged, for the model served", registry=r
+        )
         self.reloads = Counter("agad_model_reloads", "model versions loaded while running", registry=r)
         self.stalls = Counter(
             "agad_backpressure_stalls", "times the worker paused its partitions to retry outputs", registry=r
@@ -53,6 +56,7 @@ class Metrics:
         if port:
             start_http_server(port, registry=self.registry)
 
-    def set_model(self, version: str) -> None:
+    def set_model(self, version: str, threshold: float) -> None:
         self.model_version.clear()
         self.model_version.labels(version=version).set(1)
+        self.threshold.set(threshold)

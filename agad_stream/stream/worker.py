@@ -53,7 +53,8 @@ from agad_stream.inference.base import Backend
 from agad_stream.preprocess import stack_images, to_model_input
 from agad_stream.review.queue import ReviewItem, ReviewQueue
 from agad_stream.stream.batcher import Batcher
-from agad_stream.stream.frames import Frame, Rejection, parse_frame
+from agad_stream.stream.frames import Frame, Rejection, dead_letter_headers, parse_frame
+from agad_stream.stream.isolation import predict_isolating
 from agad_stream.stream.metrics import Metrics
 from agad_stream.stream.reload import ModelWatch
 
@@ -112,12 +113,17 @@ class Worker(ConsumerRebalanceListener):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=scorer.max_batch,
+            **settings.kafka.consumer_size_options(),
             session_timeout_ms=scorer.session_timeout_ms,
             # Members learn of a rebalance on their next heartbeat; every commit waits until then.
             heartbeat_interval_ms=min(max(scorer.session_timeout_ms // 3, 100), HEARTBEAT_MS),
         )
         self.producer = KafkaProducer(
-            **options, acks="all", linger_ms=2, delivery_timeout_ms=int(SEND_WAIT_S * 1000) + 5000
+            **options,
+            **settings.kafka.producer_size_options(),  # dead letters carry whole frames
+            acks="all",
+            linger_ms=2,
+            delivery_timeout_ms=int(SEND_WAIT_S * 1000) + 5000,
         )
         self.redis = redis.Redis.from_url(
             settings.redis.url, **settings.redis.client_options(), socket_timeout=5, socket_connect_timeout=5
@@ -130,7 +136,8 @@ class Worker(ConsumerRebalanceListener):
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}  # stored, commit refused so far
         self._lag: dict[TopicPartition, int] = {}
         self.totals = {"scored": 0, "flagged": 0, "dead_lettered": 0}
-        self.metrics.set_model(self.backend.card.model_version)
+        self.threshold = self._use_threshold()
+        self._canary = self._grey_frame()  # a frame the backend scores; replaced by each scored one
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -239,6 +246,10 @@ class Worker(ConsumerRebalanceListener):
         frames = [p for p in parsed if isinstance(p, Frame)]
         rejected = [p for p in parsed if isinstance(p, Rejection)]
         outbox = Outbox()
+        flagged = 0
+        if frames:
+            frames, failed, flagged = self._score(frames, outbox)
+            rejected += failed
         for rejection in rejected:
             log.warning(
                 "dead letter %s:%d:%d: %s",
@@ -248,9 +259,8 @@ class Worker(ConsumerRebalanceListener):
                 rejection.reason,
             )
             record = rejection.record
-            headers = [*(record.headers or []), ("error", rejection.reason.encode())]
+            headers = [*(record.headers or []), *dead_letter_headers(record, rejection.reason)]
             outbox.records.append((self.topics.dead_letter, record.key, record.value, headers))
-        flagged = self._score(frames, outbox) if frames else 0
         if not self._deliver(outbox):
             log.warning(
                 "stopped with %d frames of a batch uncommitted; they will be scored again", len(records)
@@ -268,15 +278,20 @@ class Worker(ConsumerRebalanceListener):
         self.totals["flagged"] += flagged
         self.totals["dead_lettered"] += len(rejected)
 
-    def _score(self, frames: list[Frame], outbox: Outbox) -> int:
-        """Run the backend; queue a score record for every frame and a review item for the flagged."""
+    def _score(self, frames: list[Frame], outbox: Outbox) -> tuple[list[Frame], list[Rejection], int]:
+        """Run the backend; queue a score record for every frame it scores and a review item for the
+        flagged. Returns (frames scored, rejections of frames the backend failed on, flagged count)."""
+        batch = to_model_input(stack_images([f.image for f in frames]))
         started = time.perf_counter()
-        scores, heatmaps = self.backend.predict(to_model_input(stack_images([f.image for f in frames])))
+        isolated = predict_isolating(self._predict, batch, self._canary)
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
-        assert heatmaps is not None
+        failed = [Rejection(frames[i].record, reason) for i, reason in sorted(isolated.failures.items())]
+        if isolated.scored:
+            self._canary = batch[isolated.scored[:1]].copy()
+        frames = [frames[i] for i in isolated.scored]
+        scores, heatmaps = isolated.scores, isolated.heatmaps
         card = self.backend.card
-        threshold = self.settings.scorer.threshold
-        threshold = card.threshold.value if threshold is None else threshold
+        threshold = self.threshold
         now_ms = time.time() * 1000.0
         flagged = 0
         for frame, score, heatmap in zip(frames, scores.tolist(), heatmaps, strict=True):
@@ -309,7 +324,13 @@ class Worker(ConsumerRebalanceListener):
                         heatmap=np.asarray(heatmap),
                     )
                 )
-        return flagged
+        return frames, failed, flagged
+
+    def _predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores, heatmaps = self.backend.predict(batch)
+        if heatmaps is None:
+            raise RuntimeError(f"backend {self.backend.name} returned no heat-maps")
+        return scores, heatmaps
 
     def _deliver(self, outbox: Outbox) -> bool:
         """Store the outbox, retrying what fails; False when asked to stop before it was all stored.
@@ -435,5 +456,22 @@ class Worker(ConsumerRebalanceListener):
             "model %s -> %s (%s)", self.backend.card.model_version, backend.card.model_version, directory
         )
         self.model_dir, self.backend = directory, backend
-        self.metrics.set_model(backend.card.model_version)
+        self.threshold = self._use_threshold()
+        self._canary = self._grey_frame()
         self.metrics.reloads.inc()
+
+    def _grey_frame(self) -> np.ndarray:
+        size, channels = self.backend.card.input.image_size, self.backend.card.input.channels
+        return np.zeros((1, channels, size, size), np.float32)
+
+    def _use_threshold(self) -> float:
+        """The threshold for the model being served: the override if set, else the card's; logged."""
+        card = self.backend.card
+        override = self.settings.scorer.threshold
+        if override is None:
+            threshold, source = card.threshold.value, f"model.json: {card.threshold.method}"
+        else:
+            threshold, source = override, "AGAD_SCORER__THRESHOLD or --threshold"
+        log.info("model %s flags scores >= %.6g (%s)", card.model_version, threshold, source)
+        self.metrics.set_model(card.model_version, threshold)
+        return threshold

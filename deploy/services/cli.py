@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from agad_stream.config import load_settings
+from agad_stream.config import KafkaSettings, Settings, load_settings
 from deploy.services import manager
+from deploy.topics import create_topics
+from deploy.topics_cmd import print_outcomes
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +25,8 @@ def register(subparsers: Any) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     helps = {
-        "up": "start the services that are not running (a no-op when all are up)",
+        "up": "start the services that are not running (a no-op when all are up) and create the topics "
+        "of the contract on the local broker",
         "down": "stop the services agad started; no process is left behind",
         "status": "print PID, port and health of each service",
     }
@@ -36,11 +39,15 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings().services
+    everything = load_settings()
+    settings = everything.services
     if args.action == "up":
         started = manager.up(settings, args.only)
         print(f"started: {', '.join(started)}" if started else "already running")
         _print_status(manager.status(settings, args.only))
+        if args.only in (None, "kafka"):
+            local = local_kafka(everything)
+            print_outcomes(create_topics(local), local.bootstrap_servers)
         return 0
     if args.action == "down":
         stopped = manager.down(settings, args.only)
@@ -58,3 +65,14 @@ def _print_status(statuses: list[manager.ServiceStatus]) -> None:
     print(f"{'SERVICE':<8} {'STATE':<20} {'PID':>8} {'PORT':>6}")
     for s in statuses:
         print(f"{s.name:<8} {s.state:<20} {s.pid or '-':>8} {s.port:>6}")
+
+
+def local_kafka(settings: Settings) -> KafkaSettings:
+    """The Kafka settings with the local broker's address: its topics get the configured names."""
+    return settings.kafka.model_copy(
+        update={
+            "bootstrap_servers": f"127.0.0.1:{settings.services.kafka_port}",
+            "security_protocol": "PLAINTEXT",
+            "sasl_mechanism": None,
+        }
+    )
