@@ -173,5 +173,7 @@ def test_export_refuses_an_opset_it_cannot_write(tmp_path: Path) -> None:
 def test_export_of_a_missing_model_directory_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["export", "--model", str(tmp_path / "nope")]) == 2
-    assert "model.json is missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["export", "--model", str(tmp_path / "nope")])
+    assert exited.value.code == 2
+    assert "argument --model: " in (err := capsys.readouterr().err) and "is not a model directory" in err

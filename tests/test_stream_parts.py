@@ -145,7 +145,7 @@ def test_serve_names_the_setting_to_fix(
     missing = agad("serve", "--model", "/nonexistent/model", env=env)
     assert (
         missing.returncode == 2
-        and "--model /nonexistent/model is neither a model directory" in missing.stderr
+        and "argument --model: /nonexistent/model is neither a model directory" in missing.stderr
     )
     no_registry = agad("serve", env={**env, "AGAD_REGISTRY": "/nonexistent"})
     assert no_registry.returncode == 2 and "AGAD_REGISTRY" in no_registry.stderr

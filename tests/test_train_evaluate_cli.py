@@ -207,11 +207,10 @@ def test_contrast_score_without_labelled_defects_is_refused_before_training(
 
 
 def test_bad_variant_override_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(
-        ["train", "--data", "folder:/nowhere", "--out", str(tmp_path / "m"), "--set", "colour=blue"]
-    )
-    assert status == 2
-    assert "--set 'colour=blue'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", "folder:/nowhere", "--out", str(tmp_path / "m"), "--set", "colour=blue"])
+    assert exited.value.code == 2
+    assert "argument --set: 'colour=blue'" in capsys.readouterr().err
 
 
 class _WhiteAt(torch.nn.Module):
