@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agad_stream.model.card import MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import at_balanced_threshold, dev_set, run_parser, write_result
-from trainer.agad.loop import TrainData, selection_criterion, train_agad
-from trainer.agad.score_choice import shipped_scorer
+from trainer.agad.evaluation import selection_criterion
 from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
+from trainer.api import TrainConfig, fit_agad, ship
 from trainer.cli import variant_override
 from trainer.data import load_dataset
 from trainer.evaluate import evaluation_report, score_images, score_split
@@ -77,61 +77,43 @@ def main() -> None:
     def tensors(images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(to_model_input(images))
 
-    data = TrainData(
-        tensors(dataset.train.images),
-        torch.from_numpy(dataset.train.labels),
-        tensors(dataset.val.images),
-        dataset.val.labels,
-        tensors(headline.images),
-        headline.labels,
-    )
-    result = train_agad(
-        data, variant, image_size=args.image_size, epochs=args.epochs, seed=train_seed, progress=False
-    )
+    config = TrainConfig(variant, epochs=args.epochs, seed=train_seed)
+    networks = fit_agad(dataset, config, progress=False, test=headline)
+    result = networks.fit
+    generator, discriminator = networks.generator, networks.discriminator
+    val_normal = tensors(dataset.val.images[dataset.val.labels == 0])
 
     if args.keep_weights:
         args.keep_weights.parent.mkdir(parents=True, exist_ok=True)
-        networks = {"generator": result.generator, "discriminator": result.discriminator}
-        torch.save({k: v.state_dict() for k, v in networks.items() if v is not None}, args.keep_weights)
+        states = {"generator": generator, "discriminator": discriminator}
+        torch.save({k: v.state_dict() for k, v in states.items() if v is not None}, args.keep_weights)
 
     dev_images, dev_labels = dev_set(dataset)
-    dev_scores = score_batches(result.generator, tensors(dev_images), result.discriminator)
-    test_scores = score_batches(result.generator, tensors(headline.images), result.discriminator)
-    if result.discriminator is not None:
+    dev_scores = score_batches(generator, tensors(dev_images), discriminator)
+    test_scores = score_batches(generator, tensors(headline.images), discriminator)
+    if discriminator is not None:
         # Skip-GANomaly's own score, 0.9 reconstruction + 0.1 latent distance, each standardised by
         # validation normals (its code min-max scales over the test set instead).
-        reference = score_batches(
-            result.generator, data.val_images[torch.from_numpy(data.val_labels == 0)], result.discriminator
-        )
+        reference = score_batches(generator, val_normal, discriminator)
         for scores in (dev_scores, test_scores):
             scores["skip"] = 0.9 * _standardise(scores["l2"], reference["l2"]) + 0.1 * _standardise(
                 scores["latent"], reference["latent"]
             )
 
-    train_normal = data.train_images[data.train_labels == 0]
-    train_anomalous = data.train_images[data.train_labels == 1]
-    val_normal = data.val_images[torch.from_numpy(data.val_labels == 0)]
-    if hasattr(result.generator, "encoder"):
+    train_normal = tensors(dataset.train.images[dataset.train.labels == 0])
+    train_anomalous = tensors(dataset.train.images[dataset.train.labels == 1])
+    if hasattr(generator, "encoder"):
         # The latent memory scores of the same generator (knn_contrast only with labelled anomalies).
         for method in MEMORY_METHODS:
             if method == "knn_contrast" and not len(train_anomalous):
                 continue
             memory_scorer = build_scorer(
-                result.generator, method, train_normal, val_normal, train_anomalous=train_anomalous
+                generator, method, train_normal, val_normal, train_anomalous=train_anomalous
             )
             for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
                 scores[method] = score_images(memory_scorer, tensors(images))
 
-    scorer, choice = shipped_scorer(
-        result.generator,
-        variant.score,
-        dataset.val,
-        train_normal,
-        val_normal,
-        train_anomalous,
-        with_memory=variant.arch == "naive",
-        turned=variant.makes_anomalies,
-    )
+    scorer, choice = ship(generator, dataset, variant)
     val_scores, test_split_scores = score_split(scorer, dataset.val), score_split(scorer, dataset.test)
     threshold = calibrate_threshold(dataset.val.labels, val_scores)
     test_report = evaluation_report(dataset.test, test_split_scores, threshold.value, dataset.hard_groups)
@@ -148,8 +130,8 @@ def main() -> None:
         "image_size": args.image_size,
         "variant": variant.to_dict(),
         "selected_epoch": result.best_epoch,
-        "turn_choice": result.turn_choice.as_dict() if result.turn_choice else None,
-        "selection": selection_criterion(variant, dataset.val.labels),
+        "turn_choice": networks.turn_choice.as_dict() if networks.turn_choice else None,
+        "selection": selection_criterion(dataset.val.labels).key,
         "dev": {
             "n_normal": int((dev_labels == 0).sum()),
             "n_anomalous": int((dev_labels == 1).sum()),
@@ -158,7 +140,7 @@ def main() -> None:
         "test": {
             "auroc": {k: auroc(headline.labels, v) for k, v in test_scores.items()},
             "at_threshold": test_report,
-            "threshold": threshold.as_dict(),
+            "threshold": threshold.model_dump(),
             "at_balanced_threshold": at_balanced_threshold(dataset, val_scores, test_split_scores),
         },
         "best_epoch_on_test": {

@@ -79,7 +79,7 @@ def main() -> None:
         "test": {
             "auroc": {args.method: report["auroc"]},
             "at_threshold": report,
-            "threshold": threshold.as_dict(),
+            "threshold": threshold.model_dump(),
             "at_balanced_threshold": at_balanced_threshold(dataset, val_scores, test_scores),
         },
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -111,7 +111,7 @@ def test_calibration_uses_f1_with_anomalies_and_quantile_without() -> None:
     t = calibrate_threshold(y, s)
     assert t.method == "f1_optimal" and t.target_fpr is None and t.n_anomalous == 20
     assert t.val_f1 == pytest.approx(_best_f1(y, s))
-    assert t.as_dict()["value"] == t.value
+    assert t.model_dump()["value"] == t.value
 
     b = calibrate_threshold(y, s, rule="balanced")
     assert b.method == "balanced" and b.value == pytest.approx(balanced_threshold(y, s))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from agad_stream.model.artifact import InputSpec, ModelCard, Threshold, load_scorer, save_model
-from agad_stream.model.discriminator import Discriminator
 from agad_stream.model.generator import build_generator
 from agad_stream.model.score import AnomalyScorer, anomaly_score, heatmap, latent_knn
+from trainer.agad.discriminator import Discriminator
 
 # Paper, Table 8: parameters at 32x32 grayscale.
 PAPER_PARAMETERS = {"naive": 2.04e6, "unet": 7.76e6, "unetpp": 9.04e6}
@@ -99,25 +96,3 @@ def test_latent_knn_matches_pairwise_distances() -> None:
     expected = torch.cdist(codes, memory, compute_mode="donot_use_mm_for_euclid_dist")
     expected = expected.sort(dim=1).values[:, :5].mean(dim=1)
     torch.testing.assert_close(latent_knn(codes, memory, 5), expected, rtol=1e-4, atol=1e-4)
-
-
-def test_a_narrower_code_is_built_saved_and_loaded_with_its_size(tmp_path: Path) -> None:
-    generator = build_generator("naive", 32, 1, latent_dim=16).eval()
-    x = torch.rand(3, 1, 32, 32) * 2 - 1
-    assert generator.encoder(x).shape == (3, 16, 1, 1)
-    card = ModelCard(
-        model_version="narrow",
-        generator="naive",
-        variant={"latent_dim": 16},
-        input=InputSpec(image_size=32, channels=1, colour="gray"),
-        threshold=Threshold(value=1.0, method="fixed for tests"),
-    )
-    scorer, _ = load_scorer(save_model(tmp_path / "narrow", card, generator.state_dict()))
-    with torch.no_grad():
-        expected = anomaly_score(x, generator(x))
-        assert torch.allclose(scorer(x)[0], expected)
-
-
-def test_latent_dim_is_refused_for_generators_without_a_code() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        build_generator("unet", 32, 1, latent_dim=16)

@@ -67,12 +67,8 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
             "turned_anomalies=0",
             "--set",
             "stretched_anomalies=0",
-            "--set",
-            "detach_pseudo=true",
-            "--set",
-            "selection=synthetic",
             "--no-progress",
-            "--version",
+            "--model-version",
             "v-test",
         ]
     )
@@ -97,10 +93,8 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert choice["evidence"] == "synthetically damaged copies of validation normals"
     assert set(choice["val_auroc"]) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent"}
     history = card["training"]["history"]
-    assert card["training"]["selection"] == "val_synthetic_auroc"
-    assert card["training"]["best_epoch"] == 1 + max(
-        range(2), key=lambda e: history[e]["val_synthetic_auroc"]
-    )
+    assert card["training"]["selection"] == "val_normal_score"
+    assert card["training"]["best_epoch"] == 1 + min(range(2), key=lambda e: history[e]["val_normal_score"])
     assert card["data"]["spec"] == f"folder:{data}"
     assert len(card["training"]["history"]) == 2
     assert all(len(pixel) == 2 for pixel in card["training"]["stuck_pixels"])
@@ -169,7 +163,7 @@ def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -
                 "anomalies_per_batch=4",
                 "--set",
                 "score=knn_contrast",
-                "--threshold",
+                "--threshold-rule",
                 "balanced",
                 "--no-progress",
             ]
@@ -202,7 +196,7 @@ def test_contrast_score_without_labelled_defects_is_refused_before_training(
         ["train", "--data", f"folder:{data}", "--out", str(tmp_path / "m"), "--set", "score=knn_contrast"]
     )
     assert status == 2
-    assert "add --gamma" in capsys.readouterr().err
+    assert "add labelled defects (--gamma" in capsys.readouterr().err
     assert not (tmp_path / "m" / "checkpoint.pt").exists()
 
 

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.agad.loop import TrainData, _batches, train_agad
+from tests.training_data import dataset_of, split_of
+from trainer.agad.batches import epoch_batches
 from trainer.agad.symmetry import CHANGES_PART, MIN_NORMALS, choose_turns
 from trainer.agad.variant import preset
+from trainer.api import TrainConfig, fit_agad, tensors
+from trainer.data import DataSet
 
 
 def _parts(kind: str, n: int, seed: int) -> torch.Tensor:
@@ -45,21 +48,24 @@ def test_too_few_good_parts_keep_quarter_turns() -> None:
     assert choice.turns == "quarter" and choice.auroc == {} and "fewer than" in choice.reason
 
 
-def _data(kind: str) -> TrainData:
-    val = _parts(kind, 40, 1)
-    return TrainData(_parts(kind, 96, 0), torch.zeros(96, dtype=torch.long), val, np.zeros(40, dtype=int))
+def _data(kind: str) -> DataSet:
+    return dataset_of(
+        split_of(_parts(kind, 96, 0), np.zeros(96)), split_of(_parts(kind, 40, 1), np.zeros(40))
+    )
 
 
 def test_training_with_auto_turns_records_the_choice_and_feeds_only_those_turns() -> None:
     variant = preset("default", batch_size=32, turned_anomalies=8, stretched_anomalies=4)
     assert variant.turns == "auto"
     for kind, expected in (("disc", None), ("tee", "any")):
-        result = train_agad(_data(kind), variant, image_size=32, epochs=1, progress=False)
+        result = fit_agad(_data(kind), TrainConfig(variant, epochs=1), progress=False)
         assert result.turn_choice is not None and result.turn_choice.turns == expected
     # Where no turn changes the part, batches hold no turned part: good ones fill the room instead.
-    batches = list(_batches(_data("disc"), variant, None, torch.Generator().manual_seed(0)))
-    assert all(int(labels.sum()) == 4 for _, _, labels in batches)  # the stretched ones only
-    assert len(batches[0][2]) == 32  # 28 good parts and 4 stretched
-    quarter = preset("quarter", batch_size=32, turned_anomalies=8)
-    fixed = train_agad(_data("disc"), quarter, image_size=32, epochs=1, progress=False)
+    disc = _data("disc")
+    images, labels = tensors(disc.train), torch.from_numpy(disc.train.labels)
+    batches = list(epoch_batches(images, labels, variant, None, torch.Generator().manual_seed(0)))
+    assert all(int(y.sum()) == 4 for _, y in batches)  # the stretched ones only
+    assert len(batches[0][1]) == 32  # 28 good parts and 4 stretched
+    quarter = preset("default", batch_size=32, turned_anomalies=8, turns="quarter")
+    fixed = fit_agad(disc, TrainConfig(quarter, epochs=1), progress=False)
     assert fixed.turn_choice is None  # a fixed setting measures nothing

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agad_stream.model.discriminator import Discriminator
 from agad_stream.preprocess import to_model_input
+from trainer.agad.discriminator import Discriminator
 from trainer.metrics import auroc
 
 

@@ -1,4 +1,4 @@
-"""``agad train`` and ``agad evaluate``."""
+"""``agad train`` and ``agad evaluate``: flags become a :class:`trainer.api.TrainConfig`, nothing more."""
 
 from __future__ import annotations
 
@@ -6,26 +6,20 @@ import argparse
 import dataclasses
 import json
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
 import torch
 
 from agad_stream.cli import args as types
 from agad_stream.errors import AgadError
-from agad_stream.model.artifact import InputSpec, ModelCard, Threshold, load_scorer, save_model
+from agad_stream.model.artifact import load_scorer
 from agad_stream.model.generator import ARCHITECTURES
-from agad_stream.model.provenance import remove_derived
-from agad_stream.model.score import AnomalyScorer
-from agad_stream.preprocess import to_model_input
-from trainer.agad.loop import TrainData, selection_criterion, train_agad
-from trainer.agad.score_choice import shipped_scorer
 from trainer.agad.variant import PRESETS, Variant, preset
-from trainer.data import DataSet, Split, load_dataset
-from trainer.evaluate import evaluation_report, score_split, stuck_pixels, write_plots
-from trainer.metrics import ThresholdRule, calibrate_threshold
+from trainer.api import TrainConfig, train
+from trainer.data import load_dataset
+from trainer.evaluate import evaluation_report, score_split, write_plots
+from trainer.metrics import ThresholdRule
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +39,9 @@ def register_train(subparsers: Any) -> None:
         "--variant",
         default="default",
         choices=sorted(PRESETS),
-        help="named preset: default (best measured, no discriminator; turned anomalies by the turns that "
-        "change the part, measured on its good parts), upright (turned by a quarter and a half whatever the "
-        "parts show), quarter (the earlier default: quarter turns only), unturned (no turned anomalies: "
-        "parts that reach the camera in any pose), adversarial "
-        "(the best with a discriminator), faithful (the paper as written), or a baseline: autoencoder, "
-        "skip-ganomaly",
+        help="default (the best measured: no discriminator, taught the part's shape by turned and stretched "
+        "normals), faithful (the paper as written), adversarial (the best with a discriminator), or a "
+        "baseline: autoencoder, skip-ganomaly (docs/RESULTS.md compares them)",
     )
     train.add_argument("--arch", choices=ARCHITECTURES, help="generator backbone (default: the variant's)")
     train.add_argument(
@@ -74,7 +65,7 @@ def register_train(subparsers: Any) -> None:
         default=[],
         type=variant_override,
         metavar="FIELD=VALUE",
-        help="override a variant field, e.g. --set detach_pseudo=true (repeatable)",
+        help="override a variant field (trainer/agad/variant.py), e.g. --set ema=0 (repeatable)",
     )
     train.add_argument(
         "--target-fpr",
@@ -83,7 +74,7 @@ def register_train(subparsers: Any) -> None:
         help="false-positive rate the threshold aims at when validation has no anomalies",
     )
     train.add_argument(
-        "--threshold",
+        "--threshold-rule",
         choices=get_args(ThresholdRule),
         default="f1",
         help="with labelled anomalies in validation: best F1 there (f1; right when validation's defect "
@@ -99,7 +90,9 @@ def register_train(subparsers: Any) -> None:
         action="store_true",
         help="also record test AUROC each epoch (reporting only; never used for selection)",
     )
-    train.add_argument("--version", help="model version name (default: timestamp and architecture)")
+    train.add_argument(
+        "--model-version", help="name of the model version written (default: timestamp and architecture)"
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print the model card as JSON")
     train.set_defaults(func=run_train)
@@ -119,7 +112,7 @@ def register_evaluate(subparsers: Any) -> None:
     )
     evaluate.add_argument("--seed", type=types.non_negative, help="seed of the split (default: the model's)")
     evaluate.add_argument("--plots", type=Path, help="folder for the PNG plots (default: MODEL/eval)")
-    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    types.add_json_flag(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
 
@@ -134,7 +127,7 @@ def variant_override(pair: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(
             f"{pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}"
         )
-    default = getattr(Variant(), name)
+    default = getattr(PRESETS["default"], name)
     try:
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false", "1", "0"):
@@ -147,10 +140,6 @@ def variant_override(pair: str) -> tuple[str, Any]:
         ) from None
 
 
-def _tensors(split: Split) -> torch.Tensor:
-    return torch.from_numpy(to_model_input(split.images))
-
-
 def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,137 +149,31 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         variant = preset(args.variant, **overrides)
     except (TypeError, ValueError) as exc:
-        raise AgadError(str(exc)) from None
+        raise AgadError(f"--variant {args.variant} with --set {overrides}: {exc}") from None
+    config = TrainConfig(
+        variant,
+        epochs=args.epochs,
+        seed=args.seed,
+        threshold_rule=args.threshold_rule,
+        target_fpr=args.target_fpr,
+        model_version=args.model_version,
+        device=args.device,
+        report_test_per_epoch=args.report_test_per_epoch,
+    )
     dataset = load_dataset(
         args.data, args.image_size, gamma=args.gamma, seed=args.seed, channels=args.channels
     )
-    if variant.score == "knn_contrast" and not (dataset.train.labels == 1).any():
-        raise AgadError(
-            f"score knn_contrast compares with labelled defects, and {args.data} gives none for "
-            "training: add --gamma (e.g. 0.05) or defect images in train/<defect>/, or choose another score"
-        )
-    data = TrainData(
-        _tensors(dataset.train),
-        torch.from_numpy(dataset.train.labels),
-        _tensors(dataset.val),
-        dataset.val.labels,
-        *((_tensors(dataset.test), dataset.test.labels) if args.report_test_per_epoch else (None, None)),
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    checkpoint = args.out / "checkpoint.pt"
-    if args.resume and not checkpoint.exists():
-        raise AgadError(f"--resume: {checkpoint} does not exist; start without --resume")
-    if not args.resume:
-        checkpoint.unlink(missing_ok=True)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    result = train_agad(
-        data,
-        variant,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        seed=args.seed,
-        checkpoint=checkpoint,
-        progress=not args.no_progress,
-        device=device,
-    )
-    scorer, choice = shipped_scorer(
-        result.generator.cpu(),
-        variant.score,
-        dataset.val,
-        data.train_images[data.train_labels == 0],
-        data.val_images[torch.from_numpy(data.val_labels == 0)],
-        data.train_images[data.train_labels == 1],
-        with_memory=variant.arch == "naive",
-        turned=variant.makes_anomalies,
-    )
-    stuck = stuck_pixels(scorer, dataset.val)
-    if stuck:
-        row, column = stuck[0]
-        log.warning(
-            "the generator is stuck at %d output pixels (e.g. row %d, column %d): it misses them on nearly "
-            "every validation normal, so every heat-map shows them and topk or maxpool scores are "
-            "unreliable; retrain with another --seed (model.json: training.stuck_pixels)",
-            len(stuck),
-            row,
-            column,
-        )
-    card = _model_card(
-        args,
-        variant,
-        dataset,
-        scorer,
-        result.best_epoch,
-        result.history,
-        {
-            "seconds": round(result.seconds, 1),
-            "images_per_second": round(result.images_per_second, 1),
-            "score_choice": choice.as_dict(),
-            "stuck_pixels": [list(pixel) for pixel in stuck],
-            "turn_choice": result.turn_choice.as_dict() if result.turn_choice else None,
-        },
-    )
-    for stale in remove_derived(args.out):
-        log.info("removed %s: it was made from the model this training replaces", stale)
-    save_model(args.out, card, result.generator_state(), scorer.memory, scorer.defect_memory)
-    checkpoint.unlink(missing_ok=True)
+    card = train(config, dataset, args.out, progress=not args.no_progress, resume=args.resume).card
     if args.json:
         print(card.model_dump_json(indent=2))
     else:
         test = card.metrics["test"]
         print(
-            f"wrote {args.out} (version {card.model_version}, best epoch {result.best_epoch}/{args.epochs}, "
-            f"score {card.score.method}, threshold {card.threshold.value:.4g} by {card.threshold.method}); "
-            f"test AUROC {_fmt(test['auroc'])}, accuracy {test['accuracy']:.3f}"
+            f"wrote {args.out} (version {card.model_version}, best epoch {card.training['best_epoch']}/"
+            f"{args.epochs}, score {card.score.method}, threshold {card.threshold.value:.4g} by "
+            f"{card.threshold.method}); test AUROC {_fmt(test['auroc'])}, accuracy {test['accuracy']:.3f}"
         )
     return 0
-
-
-def _model_card(
-    args: argparse.Namespace,
-    variant: Variant,
-    dataset: DataSet,
-    scorer: AnomalyScorer,
-    best_epoch: int,
-    history: list[dict[str, Any]],
-    outcome: dict[str, Any],
-) -> ModelCard:
-    val_scores = score_split(scorer, dataset.val)
-    threshold = calibrate_threshold(
-        dataset.val.labels, val_scores, target_fpr=args.target_fpr, rule=args.threshold
-    )
-    test_scores = score_split(scorer, dataset.test)
-    normal_val = val_scores[dataset.val.labels == 0]
-    version = args.version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{variant.arch}"
-    return ModelCard(
-        model_version=version,
-        generator=variant.arch,
-        variant=variant.to_dict(),
-        input=InputSpec(
-            image_size=dataset.image_size,
-            channels=dataset.channels,
-            colour="gray" if dataset.channels == 1 else "rgb",
-        ),
-        score=scorer.spec(),
-        threshold=Threshold(**threshold.as_dict()),
-        score_statistics={
-            "val_normal_mean": float(normal_val.mean()),
-            "val_normal_std": float(normal_val.std()),
-            "val_normal_p99": float(np.quantile(normal_val, 0.99)),
-        },
-        data=dataset.summary(),
-        metrics={
-            "val": evaluation_report(dataset.val, val_scores, threshold.value),
-            "test": evaluation_report(dataset.test, test_scores, threshold.value, dataset.hard_groups),
-        },
-        training={
-            "epochs": args.epochs,
-            "best_epoch": best_epoch,
-            "seed": args.seed,
-            "selection": selection_criterion(variant, dataset.val.labels),
-            **outcome,
-            "history": history,
-        },
-    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from agad_stream.errors import AgadError
+from agad_stream.model.card import Threshold
 
 MIN_ANOMALIES = 5
 """Fewest labelled anomalies a validation split needs before choices (epochs, scores) are made on its
@@ -162,22 +163,6 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
     )
 
 
-@dataclass(frozen=True)
-class Threshold:
-    """A calibrated threshold and how it was found, for ``model.json``."""
-
-    value: float
-    method: Literal["f1_optimal", "balanced", "normal_quantile"]
-    target_fpr: float | None  # only for "normal_quantile"
-    n_normal: int
-    n_anomalous: int
-    val_f1: float | None  # F1 on the calibration set (only when it holds anomalies)
-    val_fpr: float  # share of calibration normals at or above the threshold
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The threshold with the best F1 on labelled data; among equal F1 the higher one (fewer alarms).
 
@@ -239,13 +224,33 @@ def calibrate_threshold(
         if rule == "balanced":
             value = balanced_threshold(y, s)
             at = binary_metrics(y, s, value)
-            return Threshold(value, "balanced", None, n_normal, n_anomalous, at.f1, at.fpr)
+            return _threshold(value, "balanced", None, n_normal, n_anomalous, at.f1, at.fpr)
         value = f1_optimal_threshold(y, s)
         at = binary_metrics(y, s, value)
-        return Threshold(value, "f1_optimal", None, n_normal, n_anomalous, at.f1, at.fpr)
+        return _threshold(value, "f1_optimal", None, n_normal, n_anomalous, at.f1, at.fpr)
     value = quantile_threshold(s[y == 0], target_fpr)
     at = binary_metrics(y, s, value)
-    return Threshold(value, "normal_quantile", target_fpr, n_normal, n_anomalous, None, at.fpr)
+    return _threshold(value, "normal_quantile", target_fpr, n_normal, n_anomalous, None, at.fpr)
+
+
+def _threshold(
+    value: float,
+    method: str,
+    target_fpr: float | None,
+    n_normal: int,
+    n_anomalous: int,
+    val_f1: float | None,
+    val_fpr: float,
+) -> Threshold:
+    return Threshold(
+        value=value,
+        method=method,
+        target_fpr=target_fpr,
+        n_normal=n_normal,
+        n_anomalous=n_anomalous,
+        val_f1=val_f1,
+        val_fpr=val_fpr,
+    )
 
 
 def score_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from agad_stream.errors import AgadError
 from agad_stream.model.card import CARD, InputSpec, ModelCard, ScoreSpec, Threshold, load_card
-from agad_stream.model.generator import LATENT_DIM, build_generator
+from agad_stream.model.generator import build_generator
 from agad_stream.model.provenance import WEIGHTS
 from agad_stream.model.score import AnomalyScorer
 
@@ -65,10 +65,7 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
     state = load_file(str(weights), device=str(device))
     memory = state.pop(MEMORY_KEY, None)
     defect_memory = state.pop(DEFECT_MEMORY_KEY, None)
-    latent_dim = int(card.variant.get("latent_dim", LATENT_DIM))
-    generator = build_generator(
-        card.generator, card.input.image_size, card.input.channels, latent_dim=latent_dim
-    )
+    generator = build_generator(card.generator, card.input.image_size, card.input.channels)
     try:
         generator.load_state_dict(state)
     except RuntimeError as exc:

@@ -56,8 +56,12 @@ class Threshold(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     value: float
-    method: str = Field(description="how it was calibrated, e.g. 'f1-optimal on validation'")
-    target_fpr: float | None = None
+    method: str = Field(description="how it was calibrated: f1_optimal, balanced or normal_quantile")
+    target_fpr: float | None = Field(None, description="the false-positive rate a normal_quantile aims at")
+    n_normal: int = Field(0, description="validation normals it was calibrated on")
+    n_anomalous: int = Field(0, description="validation anomalies it was calibrated on")
+    val_f1: float | None = Field(None, description="F1 on validation (when it holds anomalies)")
+    val_fpr: float | None = Field(None, description="share of validation normals at or above it")
 
 
 class ModelCard(BaseModel):

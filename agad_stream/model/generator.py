@@ -5,22 +5,17 @@ Three backbones, as in the paper: ``naive`` (a DCGAN encoder-decoder with a 100-
 grayscale (2.04 M, 7.76 M, 9.04 M); larger inputs get extra down/up stages with widths capped,
 because the paper gives no widths beyond 32 px.
 
-Every normalisation layer is built by ``norm``, so the trainer can swap in routed BatchNorm
-(separate statistics for the pseudo-anomaly pass) without the scorer knowing about it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from itertools import pairwise
 
 import torch
 from torch import nn
 
 from agad_stream.model.card import ARCHITECTURES, Architecture
-
-Norm = Callable[[int], nn.Module]
 
 LATENT_DIM = 100
 MIN_SIZE, MAX_SIZE = 32, 256
@@ -40,46 +35,47 @@ def dcgan_widths(image_size: int, width: int, max_width: int) -> list[int]:
     return [min(width * 2**i, max_width) for i in range(stages)]
 
 
-def dcgan_encoder(
-    channels: int, widths: list[int], norm: Norm, latent_dim: int = LATENT_DIM
-) -> nn.Sequential:
-    """Conv 4/2/1 + LeakyReLU, then Conv-norm-LeakyReLU per width, then a 4x4 conv to a ``latent_dim`` code.
+def dcgan_encoder(channels: int, widths: list[int]) -> nn.Sequential:
+    """Conv 4/2/1 + LeakyReLU, then Conv-BatchNorm-LeakyReLU per width, then a 4x4 conv to the code.
 
     Shared by the naive generator's encoder and the discriminator's feature extractor.
     """
     layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
     for c_in, c_out in pairwise(widths):
-        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.LeakyReLU(0.2, True)]
-    layers.append(nn.Conv2d(widths[-1], latent_dim, 4, 1, 0, bias=False))
+        layers += [
+            nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.LeakyReLU(0.2, True),
+        ]
+    layers.append(nn.Conv2d(widths[-1], LATENT_DIM, 4, 1, 0, bias=False))
     return nn.Sequential(*layers)
 
 
 class NaiveGenerator(nn.Module):
-    """DCGAN encoder to a code (the paper's: 100-d) and a mirrored decoder (the paper's choice for MNIST).
-
-    A narrower code leaves less room to reconstruct what training never showed.
-    """
+    """DCGAN encoder to a code (the paper's: 100-d) and a mirrored decoder (the paper's choice for MNIST)."""
 
     def __init__(
         self,
         image_size: int,
         channels: int,
-        norm: Norm = nn.BatchNorm2d,
         width: int = 64,
         max_width: int = 512,
-        latent_dim: int = LATENT_DIM,
     ) -> None:
         super().__init__()
         widths = dcgan_widths(image_size, width, max_width)
         decoder: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[-1], 4, 1, 0, bias=False),
-            norm(widths[-1]),
+            nn.ConvTranspose2d(LATENT_DIM, widths[-1], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[-1]),
             nn.ReLU(True),
         ]
         for c_in, c_out in zip(widths[::-1], widths[::-1][1:], strict=False):
-            decoder += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU(True)]
+            decoder += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(True),
+            ]
         decoder += [nn.ConvTranspose2d(widths[0], channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.encoder = dcgan_encoder(channels, widths, norm, latent_dim)
+        self.encoder = dcgan_encoder(channels, widths)
         self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,13 +85,13 @@ class NaiveGenerator(nn.Module):
 class DoubleConv(nn.Sequential):
     """Two 3x3 convolutions, each followed by normalisation and ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
+    def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            norm(c_out),
+            nn.BatchNorm2d(c_out),
             nn.ReLU(True),
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            norm(c_out),
+            nn.BatchNorm2d(c_out),
             nn.ReLU(True),
         )
 
@@ -112,15 +108,13 @@ class UNetGenerator(nn.Module):
         self,
         image_size: int,
         channels: int,
-        norm: Norm = nn.BatchNorm2d,
         base: int = 32,
         max_width: int = 512,
     ) -> None:
         super().__init__()
         widths = _unet_widths(image_size, base, max_width)
         self.down = nn.ModuleList(
-            [DoubleConv(channels, widths[0], norm)]
-            + [DoubleConv(c_in, c_out, norm) for c_in, c_out in pairwise(widths)]
+            [DoubleConv(channels, widths[0])] + [DoubleConv(c_in, c_out) for c_in, c_out in pairwise(widths)]
         )
         self.up = nn.ModuleList(
             [
@@ -128,7 +122,7 @@ class UNetGenerator(nn.Module):
                 for c_in, c_out in zip(widths[:0:-1], widths[-2::-1], strict=True)
             ]
         )
-        self.merge = nn.ModuleList([DoubleConv(2 * c, c, norm) for c in widths[-2::-1]])
+        self.merge = nn.ModuleList([DoubleConv(2 * c, c) for c in widths[-2::-1]])
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Sequential(nn.Conv2d(widths[0], channels, 1), nn.Tanh())
 
@@ -150,7 +144,6 @@ class UNetPlusPlusGenerator(nn.Module):
         self,
         image_size: int,
         channels: int,
-        norm: Norm = nn.BatchNorm2d,
         base: int = 32,
         max_width: int = 512,
     ) -> None:
@@ -161,10 +154,10 @@ class UNetPlusPlusGenerator(nn.Module):
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         nodes: dict[str, nn.Module] = {}
         for i, width in enumerate(widths):
-            nodes[f"{i}_0"] = DoubleConv(channels if i == 0 else widths[i - 1], width, norm)
+            nodes[f"{i}_0"] = DoubleConv(channels if i == 0 else widths[i - 1], width)
         for j in range(1, self.levels):
             for i in range(self.levels - j):
-                nodes[f"{i}_{j}"] = DoubleConv(widths[i] * j + widths[i + 1], widths[i], norm)
+                nodes[f"{i}_{j}"] = DoubleConv(widths[i] * j + widths[i + 1], widths[i])
         self.nodes = nn.ModuleDict(nodes)
         self.head = nn.Sequential(nn.Conv2d(widths[0], channels, 1), nn.Tanh())
 
@@ -183,21 +176,14 @@ def build_generator(
     arch: Architecture,
     image_size: int,
     channels: int,
-    norm: Norm = nn.BatchNorm2d,
-    latent_dim: int = LATENT_DIM,
 ) -> nn.Module:
-    """The generator named by ``arch`` for square ``image_size`` inputs with 1 or 3 ``channels``.
-
-    ``latent_dim`` sizes the naive generator's code; the UNets pass skip connections instead.
-    """
+    """The generator named by ``arch`` for square ``image_size`` inputs with 1 or 3 ``channels``."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {channels}")
-    if latent_dim != LATENT_DIM and arch != "naive":
-        raise ValueError(f"latent_dim sizes the naive generator's code only; {arch} has none to size")
     if arch == "naive":
-        return NaiveGenerator(image_size, channels, norm, latent_dim=latent_dim)
+        return NaiveGenerator(image_size, channels)
     if arch == "unet":
-        return UNetGenerator(image_size, channels, norm)
+        return UNetGenerator(image_size, channels)
     if arch == "unetpp":
-        return UNetPlusPlusGenerator(image_size, channels, norm)
+        return UNetPlusPlusGenerator(image_size, channels)
     raise ValueError(f"unknown generator {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -1,40 +1,25 @@
-"""Transformations of training batches: label-preserving flips, and turns or stretches that make anomalies.
+"""Turns and stretches of normal images that make labelled anomalies.
 
-Few labelled defects go a long way only if the model sees them in more than one pose: a solar
-cell flipped left-right or upside down is still the same cell with the same crack. A part turned
-by a quarter, on the other hand, is not a good part as the camera sees it: fed as a labelled
-anomaly it keeps G from learning to copy any input; one stretched or squeezed along one axis has the
-wrong proportions, as many real defects of shape do. All are drawn per image from the training
-loop's seeded generator, so runs stay reproducible.
+A part turned by a quarter is not a good part as the camera sees it: fed as a labelled anomaly it
+keeps G from learning to copy any input. One stretched or squeezed along one axis has the wrong
+proportions, as many real defects of shape do. Both are drawn per image from the training loop's
+seeded generator, so runs stay reproducible.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
-Augment = Literal["none", "hflip", "flips"]
 # Which turns make an anomaly: by a quarter either way, by a half (upside down), or both (for parts
-# that a half turn changes, unlike most solar cells). ``auto`` (a Variant setting, resolved before
-# training by trainer/agad/symmetry.py) takes those that change the part as the good parts show it.
+# that a half turn changes, unlike most solar cells). ``auto`` (resolved before training by
+# trainer/agad/symmetry.py) takes those that change the part as the good parts show it.
 Turns = Literal["quarter", "half", "any"]
 TurnSetting = Turns | Literal["auto"]
-
-
-def random_flips(images: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
-    """``images`` (N, C, H, W) with each image flipped left-right (``hflip``), or also upside down
-    (``flips``), with probability one half per axis; ``none`` returns them unchanged."""
-    if augment == "none":
-        return images
-    axes = [3] if augment == "hflip" else [3, 2]
-    out = images.clone()
-    for axis in axes:
-        chosen = torch.rand(len(images), generator=generator) < 0.5
-        out[chosen] = out[chosen].flip(axis)
-    return out
+TURN_SETTINGS: tuple[str, ...] = (*get_args(Turns), "auto")
 
 
 def turned(images: torch.Tensor, turns: Turns, generator: torch.Generator) -> torch.Tensor:

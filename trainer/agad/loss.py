@@ -7,7 +7,8 @@ to reconstruct x, D calls x̂ fake, and the codes drift apart:
     L_a = w_adv/BCE(D(x̂), real) + w_con/|x − x̂|₁ + w_adcon/|x̂ − G(x̂)|₁ + w_lat/d(z, ẑ)
 (the paper names the adversarial, contextual-adversarial and latent reciprocals; we read "G
 should fail to reconstruct x" as the reconstruction reciprocal too). Each reciprocal is guarded
-by ``eps``. Discriminator: normal x is real and x̂ fake; anomalous x is fake.
+by :data:`RECIPROCAL_EPS`, d is the Euclidean distance. Discriminator: normal x is real and x̂
+fake; anomalous x is fake.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import torch
 from torch.nn import functional as F
 
 from trainer.agad.variant import Variant
+
+RECIPROCAL_EPS = 1e-2
+"""Guards 1/term in the anomaly loss (the paper guards it without a value)."""
 
 
 @dataclass
@@ -41,7 +45,6 @@ def generator_terms(
     fake_logit: torch.Tensor | None,
     z_real: torch.Tensor | None,
     z_fake: torch.Tensor | None,
-    variant: Variant,
 ) -> GeneratorTerms:
     zeros = torch.zeros(x.shape[0], device=x.device)
     adversarial = zeros
@@ -52,7 +55,7 @@ def generator_terms(
         )
     if z_real is not None and z_fake is not None:
         difference = z_real - z_fake
-        latent = difference.norm(dim=1) if variant.latent_loss == "norm" else difference.pow(2).mean(dim=1)
+        latent = difference.norm(dim=1)
     adcon = _per_sample_l1(x_hat, x_hat2) if x_hat2 is not None else zeros
     return GeneratorTerms(adversarial, _per_sample_l1(x, x_hat), adcon, latent)
 
@@ -68,7 +71,7 @@ def generator_loss(terms: GeneratorTerms, labels: torch.Tensor, variant: Variant
     )
     loss = normal
     if bool(labels.any()):
-        eps = v.reciprocal_eps
+        eps = RECIPROCAL_EPS
         anomalous = (
             v.w_adv / (terms.adversarial + eps)
             + v.w_con / (terms.contextual + eps)

@@ -1,12 +1,8 @@
-"""Synthetic defects: a selection signal when no real defect is labelled, and inputs to repair.
+"""Synthetic defects: evidence about the score when no real defect is labelled.
 
-At gamma = 0 the only validation data are normal images, and the lowest reconstruction error of
-those picks the epochs in which G also reconstructs defects best (elpv: cracks), the opposite of
-what a detector wants. Scoring normals against copies of themselves with a drawn scratch or a
-pasted patch asks the question that matters (are defects told apart?) without any real label.
-
-In training (``Variant.repair``) the same damage is put on some normal inputs while the target
-stays the clean image, so that G learns to remove defects rather than copy them.
+At gamma = 0 the only validation data are normal images. Scoring normals against copies of
+themselves with a drawn scratch or a pasted patch asks whether defects are told apart without any
+real label: the score choice uses it (trainer/agad/score_choice.py), and every epoch records it.
 """
 
 from __future__ import annotations
@@ -43,25 +39,6 @@ def synthetic_defects(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
             sy, sx = int(u[2].item() * (h - side)), int(u[3].item() * (w - side))
             dy, dx = int(u[4].item() * (h - side)), int(u[5].item() * (w - side))
             out[i, :, dy : dy + side, dx : dx + side] = images[src, :, sy : sy + side, sx : sx + side]
-    return out
-
-
-def damage_some(
-    images: torch.Tensor, normal: torch.Tensor, share: float, generator: torch.Generator
-) -> torch.Tensor:
-    """``images`` with about ``share`` of the ``normal`` ones (a boolean mask) synthetically damaged.
-
-    Labelled anomalies are left as they are. Which images, and the damage, are drawn from
-    ``generator``, so a seeded training run stays reproducible.
-    """
-    if share <= 0:
-        return images
-    chosen = normal & (torch.rand(len(images), generator=generator) < share)
-    if not bool(chosen.any()):
-        return images
-    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-    out = images.clone()
-    out[chosen] = synthetic_defects(images[chosen], seed)
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from agad_stream.errors import AgadError
 from agad_stream.preprocess import MIN_SIDE
 from trainer.data import elpv, fmnist, folder
-from trainer.data.dataset import DataSet
+from trainer.data.dataset import DataSet, Split
 
 MAX_IMAGE_SIZE = 1024
 SPECS = "folder:PATH, elpv or fmnist:<class>"
@@ -44,3 +46,20 @@ def load_dataset(
             spec, arg, image_size, gamma=gamma, seed=seed, channels=channels, val_fraction=val_fraction
         )
     raise AgadError(f"unknown data set spec {spec!r}: use {SPECS}")
+
+
+def dataset_images(
+    spec: str,
+    image_size: int,
+    *,
+    split: str = "test",
+    normal_only: bool = False,
+    seed: int = 0,
+    channels: int | None = None,
+) -> np.ndarray:
+    """The images of one split of ``spec`` (only its normals with ``normal_only``): what the runtime's
+    ``agad_stream.datasets`` asks for through the ``agad.datasets`` entry point."""
+    if split not in ("train", "val", "test"):
+        raise AgadError(f"split {split!r}: choose train, val or test")
+    chosen: Split = getattr(load_dataset(spec, image_size, seed=seed, channels=channels), split)
+    return chosen.images[chosen.labels == 0] if normal_only else chosen.images

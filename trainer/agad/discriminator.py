@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agad_stream.model.generator import LATENT_DIM, Norm, dcgan_encoder, dcgan_widths
+from agad_stream.model.generator import LATENT_DIM, dcgan_encoder, dcgan_widths
 
 
 class Discriminator(nn.Module):
@@ -18,12 +18,11 @@ class Discriminator(nn.Module):
         self,
         image_size: int,
         channels: int,
-        norm: Norm = nn.BatchNorm2d,
         width: int = 64,
         max_width: int = 512,
     ) -> None:
         super().__init__()
-        self.features = dcgan_encoder(channels, dcgan_widths(image_size, width, max_width), norm)
+        self.features = dcgan_encoder(channels, dcgan_widths(image_size, width, max_width))
         self.classifier = nn.Sequential(nn.LeakyReLU(0.2, True), nn.Linear(LATENT_DIM, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,203 @@
+"""A generic fit loop: epochs of steps, a weight average, per-epoch evaluation, model selection, resume.
+
+It knows nothing of AGAD. A :class:`Step` owns the networks and their optimisers and trains on one
+batch; :func:`fit` runs the epochs, keeps an exponential moving average of ``step.model`` when asked
+(it is then what gets evaluated, selected and returned: the average moves less from step to step
+than the live weights), evaluates after every epoch, keeps the best epoch by a :class:`Criterion`,
+and checkpoints everything a resumed run needs to continue exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class Step(Protocol):
+    """One training step over a batch; owns the networks and their optimisers."""
+
+    model: nn.Module
+    """What is averaged, evaluated, selected and returned (the generator)."""
+
+    def train(self) -> None:
+        """Put every network in training mode."""
+
+    def __call__(self, batch: Any) -> dict[str, float]:
+        """Train on ``batch``; returns its losses by name."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks and optimisers, for a checkpoint."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def companions(self) -> dict[str, Any]:
+        """States to keep with the selected epoch besides the model's (a discriminator, say)."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The key of an epoch's record that chooses the epoch, and which way is better."""
+
+    key: str
+    lower_is_better: bool = False
+
+    def better(self, candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:
+        if self.lower_is_better:
+            return bool(candidate[self.key] < incumbent[self.key])
+        return bool(candidate[self.key] > incumbent[self.key])
+
+
+@dataclass
+class FitResult:
+    model: nn.Module  # the selected epoch's weights (the average, with ema), eval mode
+    best_epoch: int
+    companions: dict[str, Any]  # Step.companions() of the selected epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # training steps only, evaluation excluded
+    images_per_second: float = 0.0
+
+
+def fit(
+    step: Step,
+    batches: Callable[[torch.Generator], Iterable[Any]],
+    evaluate: Callable[[nn.Module], dict[str, Any]],
+    criterion: Criterion,
+    *,
+    epochs: int,
+    sampler: torch.Generator,
+    ema: float = 0.0,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+    steps_per_epoch: int | None = None,
+    batch_images: Callable[[Any], int] = lambda batch: int(batch[0].shape[0]),
+) -> FitResult:
+    """Train for ``epochs`` epochs of ``batches(sampler)`` and return the best epoch by ``criterion``.
+
+    ``evaluate(model)`` gives an epoch's record (validation numbers, at least ``criterion.key``).
+    With ``checkpoint`` the state is saved after every epoch and, when the file exists, resumed.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    average = copy.deepcopy(step.model) if ema > 0 else None
+    average_steps = 0  # updates folded into the average; its first one replaces the initial weights
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        step.load_state_dict(state["step"])
+        if average is not None:
+            average.load_state_dict(state["average"])
+            average_steps = int(state["average_steps"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        history = json.loads(state["history"])
+        best = state["best"]
+        log.info("resumed from %s at epoch %d", checkpoint, len(history))
+    seen = 0
+    training_seconds = 0.0
+    for epoch in range(len(history), epochs):
+        step.train()
+        sums: dict[str, float] = {}
+        count = 0
+        started = time.perf_counter()
+        bar = tqdm(
+            batches(sampler),
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            leave=False,
+            total=steps_per_epoch,
+        )
+        for batch in bar:
+            losses = step(batch)
+            if average is not None:
+                average_steps += 1
+                _update_average(average, step.model, _debiased(ema, average_steps))
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+            seen += batch_images(batch)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
+        training_seconds += time.perf_counter() - started
+        evaluated = average if average is not None else step.model
+        record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()}}
+        record.update(evaluate(evaluated))
+        history.append(record)
+        if best is None or criterion.better(record, history[best["epoch"] - 1]):
+            best = {
+                "epoch": epoch + 1,
+                "model": copy.deepcopy(evaluated.state_dict()),
+                "companions": copy.deepcopy(step.companions()),
+            }
+        log.info(
+            "epoch %d: %s",
+            epoch + 1,
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()},
+        )
+        if progress:
+            tqdm.write(_summary(record, criterion))
+        if checkpoint is not None:
+            state = {
+                "step": step.state_dict(),
+                "sampler": sampler.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": json.dumps(history),
+                "best": best,
+            }
+            if average is not None:
+                state.update(average=average.state_dict(), average_steps=average_steps)
+            _save(checkpoint, state)
+    assert best is not None
+    step.model.load_state_dict(best["model"])
+    step.model.eval()
+    return FitResult(
+        step.model,
+        best["epoch"],
+        best["companions"],
+        history,
+        training_seconds,
+        seen / max(training_seconds, 1e-9),
+    )
+
+
+def _debiased(decay: float, step: int) -> float:
+    """The decay for update ``step`` (from 1) that weighs only trained weights, never the initial ones.
+
+    With a plain decay the initial weights keep a share decay**steps of the average, most of it
+    after the few steps a small data set gives (0.98**30 = 0.55); this is Adam's bias correction.
+    """
+    return decay * (1 - decay ** (step - 1)) / (1 - decay**step)
+
+
+@torch.no_grad()
+def _update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """average ← decay·average + (1 − decay)·model for weights; BatchNorm buffers are copied."""
+    for mean, current in zip(average.parameters(), model.parameters(), strict=True):
+        mean.lerp_(current, 1.0 - decay)
+    for kept, live in zip(average.buffers(), model.buffers(), strict=True):
+        kept.copy_(live)
+
+
+def _summary(record: dict[str, Any], criterion: Criterion) -> str:
+    parts = [f"epoch {record['epoch']}"]
+    parts += [f"{key} {value:.4g}" for key, value in record.items() if isinstance(value, float)]
+    parts.append(f"(selects on {criterion.key})")
+    return " | ".join(parts)
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
