@@ -47,6 +47,7 @@ from agad_stream.model.card import InputSpec, ModelCard, Threshold
 from agad_stream.model.generator import build_generator
 from agad_stream.preprocess import prepare_image, stack_images, to_model_input
 from agad_stream.review.queue import ReviewItem, ReviewQueue
+from agad_stream.stream.clients import connect
 from agad_stream.stream.frames import Frame, parse_frame
 from agad_stream.stream.simulator import frame_headers
 from agad_stream.stream.worker import Worker
@@ -152,7 +153,7 @@ class Pipeline:
     """The real worker, in a thread."""
 
     def __init__(self, settings: Settings, model: Path, backend: Backend) -> None:
-        self.worker = Worker(settings, model, backend, lambda d: backend)
+        self.worker = Worker(settings, model, backend, lambda d: backend, connect(settings))
         self.thread = threading.Thread(target=self.worker.run)
 
     def scored(self) -> int:

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 from agad_stream.config import Settings
 from agad_stream.errors import AgadError
 from agad_stream.inference import Backend, Prediction, load_backend
+from agad_stream.stream.clients import connect
 from agad_stream.stream.isolation import BackendBroken, predict_isolating
 from agad_stream.stream.worker import Worker
 from tests.stream_support import make_frames, produce, read_topic
@@ -80,7 +81,8 @@ def test_a_frame_that_breaks_the_backend_is_dead_lettered(
     model = stream_models["a"]
     backend = RaisesOnWhite(load_backend(model, "onnxruntime"))
     scorer = settings.scorer.model_copy(update={"max_batch": 16, "max_wait_ms": 200.0, "metrics_port": 0})
-    worker = Worker(settings.model_copy(update={"scorer": scorer}), model, backend, lambda _: backend)
+    served = settings.model_copy(update={"scorer": scorer})
+    worker = Worker(served, model, backend, lambda _: backend, connect(served))
     good = make_frames(30)
     white = [
         type(frame)(**{**frame.__dict__, "frame_id": f"white-{n}", "value": white_jpeg()})
@@ -112,7 +114,7 @@ def test_a_backend_that_fails_on_everything_stops_the_worker_uncommitted(
 ) -> None:
     model = stream_models["a"]
     backend = RaisesOnWhite(load_backend(model, "onnxruntime"), always=True)
-    worker = Worker(settings, model, backend, lambda _: backend)
+    worker = Worker(settings, model, backend, lambda _: backend, connect(settings))
     produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(8))
     with pytest.raises(AgadError, match="the model or its runtime is broken"):
         worker.run()

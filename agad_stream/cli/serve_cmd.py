@@ -14,10 +14,11 @@ from kafka.errors import KafkaError
 from agad_stream.cli import args as types
 from agad_stream.config import Settings, load_settings
 from agad_stream.errors import AgadError
-from agad_stream.inference import BACKEND_KINDS, Backend, load_backend
+from agad_stream.inference import BACKEND_KINDS, Backend, backend_options, load_backend
 from agad_stream.logs import use_json_logs
 from agad_stream.model.card import CARD
 from agad_stream.model.registry import POINTER, current_version, is_registry
+from agad_stream.stream.clients import connect
 from agad_stream.stream.metrics import Metrics
 from agad_stream.stream.reload import ModelWatch
 from agad_stream.stream.worker import Worker
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
         help="model directory, or a registry folder with a `current` pointer (default: AGAD_REGISTRY)",
     )
     parser.add_argument("--backend", choices=BACKEND_KINDS, help="inference backend (AGAD_SCORER__BACKEND)")
-    parser.add_argument("--threads", type=types.positive, help="intra-op threads of torch or ONNX Runtime")
+    types.add_backend_flags(parser)
     parser.add_argument(
         "--max-batch", type=types.integer(1, 1024), help="batch size limit (AGAD_SCORER__MAX_BATCH)"
     )
@@ -84,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
 
     source = args.model or settings.registry
     model_dir, registry = resolve_model(source, from_flag=args.model is not None)
-    options: dict[str, Any] = {} if args.threads is None else {"threads": args.threads}
+    options = backend_options(settings.scorer.backend, args.device, args.threads)
 
     def load(directory: Path) -> Backend:
         return load_backend(directory, settings.scorer.backend, **options)
@@ -100,7 +101,7 @@ def serve(args: argparse.Namespace) -> int:
             "AGAD_SCORER__METRICS_PORT (or --metrics-port) to a free port, or 0 to turn metrics off"
         ) from None
     watch = ModelWatch(_models_consumer(settings), settings.kafka.topics.models, settings.registry, registry)
-    worker = Worker(settings, model_dir, backend, load, watch=watch, metrics=metrics)
+    worker = Worker(settings, model_dir, backend, load, connect(settings), watch=watch, metrics=metrics)
     worker.install_signal_handlers()
     worker.run()
     return 0

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from kafka import KafkaProducer
 
+from agad_stream.datasets import dataset_images
 from agad_stream.errors import AgadError
 
 log = logging.getLogger(__name__)
@@ -98,19 +99,12 @@ def load_images(spec: str, size: int) -> list[np.ndarray]:
 
     ``folder:PATH`` reads the image files under ``PATH/test`` (or ``PATH`` when it has no ``test``)
     at their own size and needs nothing else installed. Other specs (``fmnist:<class>``, ``elpv``)
-    come from the trainer's data sets at ``size`` px, so they need the ``trainer`` package.
+    come from the trainer's data sets at ``size`` px (:mod:`agad_stream.datasets`).
     """
     kind, _, argument = spec.partition(":")
     if kind == "folder" and argument:
         return _folder_images(Path(argument))
-    try:
-        from trainer.data import load_dataset
-    except ModuleNotFoundError:
-        raise AgadError(
-            f"data spec {spec!r} needs the trainer package, which is not installed here; "
-            "use --data folder:PATH with a folder of images"
-        ) from None
-    return list(load_dataset(spec, size).test.images)
+    return list(dataset_images(spec, size))
 
 
 def _folder_images(root: Path) -> list[np.ndarray]:

@@ -1,62 +1,63 @@
-"""The scorer worker: poll frames, score micro-batches, publish every outcome, then commit.
+"""The scorer worker: one loop, one thread, one way through for every frame::
 
-One loop, one thread::
+    poll ─► parse ─► batch ─► infer ─► route ─► deliver ─► commit
 
-    poll ─► parse (Frame | Rejection) ─► batch (max_batch / max_wait_ms) ─► backend
-         ─► scores topic, review queue, dead-letter topic ─► wait until all are stored ─► commit
+- **poll** (:meth:`Worker.run`): records of the frames topic, at most what the batch still wants;
+- **parse** (:func:`~agad_stream.stream.frames.parse_frame`): a Frame for the model, or a Rejection;
+- **batch** (:class:`~agad_stream.stream.batcher.Batcher`): until ``max_batch`` or ``max_wait_ms``;
+- **infer** (:func:`~agad_stream.stream.isolation.predict_isolating`): scores and heat-maps; a frame
+  that breaks the backend becomes a Rejection;
+- **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
+- **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
+  Redis hold all of them;
+- **commit** (:class:`~agad_stream.stream.offsets.Offsets`): only then, past the batch.
 
-At-least-once: a batch's offsets are committed only after the broker acknowledged every score and
-dead letter (``acks=all``) and Redis stored every review item. A crash before the commit replays
-the batch; the review queue is idempotent by frame_id, so only the scores topic can see a frame
-twice, and only frames after the last commit.
+At-least-once: a crash before the commit replays the batch; the review queue is idempotent by
+frame_id, so only the scores topic can see a frame twice, and only frames after the last commit.
 
 Backpressure: when Kafka or Redis refuses an output, the worker pauses its partitions (it fetches
-nothing new), keeps calling ``poll`` so that it stays in the group, and retries only what failed,
-with exponential backoff. Nothing is buffered beyond the batch at hand, and nothing is committed
-past it.
+nothing new), keeps polling so that it stays in the group, and retries only what failed, with
+exponential backoff. Nothing is buffered beyond the batch at hand, and nothing is committed past it.
 
-Rebalance: a rebalance happens only inside ``poll``, so a batch being scored and stored is never
-cut by one: it finishes and commits before the next poll. What a rebalance can meet is a batch
-still filling up. Partitions the worker keeps stay where they were (kafka-python keeps their
-positions), and so do their records in the batch. Records of partitions it loses are dropped
-unpublished and uncommitted; the new owner reads them from the committed offset: nothing lost,
-nothing scored twice. (kafka-python runs the listener on its IO thread, which must not block, so
-the listener only takes notes.) A rebalance during a backpressure stall is the one case that can
-duplicate: the batch's outputs may be partly published, and lost partitions are not committed,
-so their new owner scores those frames again.
+Rebalance: one happens only inside ``poll`` (:class:`~agad_stream.stream.rebalance.Rebalances`
+notes it), so a batch being scored is never cut by one. Records polled for a partition that moved
+away are dropped unscored and uncommitted; its new owner reads them from the committed offset. A
+rebalance during a backpressure stall is the one case that can duplicate: the batch's outputs may
+be partly published, and the lost partitions are not committed, so their new owner scores those
+frames again.
 
-Shutdown (SIGTERM, SIGINT): finish the batch, publish, commit, leave the group.
+Shutdown (SIGTERM, SIGINT): finish the batch, deliver, commit, leave the group.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import numpy as np
-import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
-from kafka.structs import OffsetAndMetadata
+from kafka import TopicPartition
 
 from agad_stream.config import Settings
 from agad_stream.inference.base import Backend
 from agad_stream.preprocess import stack_images, to_model_input
-from agad_stream.review.queue import ReviewItem, ReviewQueue
+from agad_stream.review.queue import ReviewQueue
 from agad_stream.stream.batcher import Batcher
-from agad_stream.stream.frames import Frame, Rejection, dead_letter_headers, parse_frame
+from agad_stream.stream.clients import Clients
+from agad_stream.stream.delivery import Delivery, Pending
+from agad_stream.stream.frames import Frame, Rejection, parse_frame
 from agad_stream.stream.isolation import predict_isolating
 from agad_stream.stream.metrics import Metrics
+from agad_stream.stream.offsets import Offsets
+from agad_stream.stream.rebalance import Rebalances
 from agad_stream.stream.reload import ModelWatch
+from agad_stream.stream.route import Routed, route
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +65,19 @@ IDLE_POLL_MS = 200.0
 """How long an idle worker waits in one poll: also how soon it notices a stop signal."""
 BACKOFF_S = (0.1, 10.0)
 """First and longest wait between retries of outputs that failed."""
-HEARTBEAT_MS = 1000
-"""Longest interval between heartbeats (a third of the session timeout when that is shorter)."""
-SEND_WAIT_S = 30.0
-"""How long one attempt waits for the broker to acknowledge a batch's records."""
 
 
 @dataclass
-class Outbox:
-    """A batch's outputs not yet durable: Kafka records (with their send futures) and review items."""
+class Inference:
+    """The frames the backend scored, their scores and heat-maps, and the frames it failed on."""
 
-    records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(
-        default_factory=list
-    )
-    futures: list[Any] = field(default_factory=list)
-    reviews: list[ReviewItem] = field(default_factory=list)
-
-    def empty(self) -> bool:
-        return not self.records and not self.reviews
+    frames: list[Frame]
+    scores: np.ndarray
+    heatmaps: np.ndarray
+    failed: list[Rejection]
 
 
-class Worker(ConsumerRebalanceListener):
+class Worker:
     """A scorer process's loop; ``backend`` serves ``model_dir``, ``backend_loader`` loads another."""
 
     def __init__(
@@ -93,51 +86,28 @@ class Worker(ConsumerRebalanceListener):
         model_dir: Path,
         backend: Backend,
         backend_loader: Callable[[Path], Backend],
+        clients: Clients,
         *,
         watch: ModelWatch | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.topics = settings.kafka.topics
-        self.model_dir = model_dir
-        self.backend = backend
+        self.clients = clients
+        self.consumer = clients.consumer
         self.load_backend = backend_loader
         self.watch = watch
         self.metrics = metrics or Metrics()
-        scorer = settings.scorer
-        self.batcher: Batcher[Any] = Batcher(scorer.max_batch, scorer.max_wait_ms)
-        options = settings.kafka.client_options()
-        self.consumer = KafkaConsumer(
-            **options,
-            group_id=settings.kafka.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=scorer.max_batch,
-            **settings.kafka.consumer_size_options(),
-            session_timeout_ms=scorer.session_timeout_ms,
-            # Members learn of a rebalance on their next heartbeat; every commit waits until then.
-            heartbeat_interval_ms=min(max(scorer.session_timeout_ms // 3, 100), HEARTBEAT_MS),
-        )
-        self.producer = KafkaProducer(
-            **options,
-            **settings.kafka.producer_size_options(),  # dead letters carry whole frames
-            acks="all",
-            linger_ms=2,
-            delivery_timeout_ms=int(SEND_WAIT_S * 1000) + 5000,
-        )
-        self.redis = redis.Redis.from_url(
-            settings.redis.url, **settings.redis.client_options(), socket_timeout=5, socket_connect_timeout=5
-        )
-        self.review = ReviewQueue(self.redis, settings.redis.key_prefix)
+        self.batcher: Batcher[Any] = Batcher(settings.scorer.max_batch, settings.scorer.max_wait_ms)
+        self.review = ReviewQueue(clients.redis, settings.redis.key_prefix)
+        self.delivery = Delivery(clients.producer, self.review)
+        self.offsets = Offsets(self.consumer)
+        self.rebalances = Rebalances(self.consumer)
         self.stopping = threading.Event()
-        self._stalled = False  # pausing partitions for backpressure: new assignments start paused too
-        self._revoked: set[TopicPartition] = set()  # in the rebalance under way
-        self._lost: set[TopicPartition] = set()  # revoked and not assigned back, since the batch began
-        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}  # stored, commit refused so far
-        self._lag: dict[TopicPartition, int] = {}
         self.totals = {"scored": 0, "flagged": 0, "dead_lettered": 0}
-        self.threshold = self._use_threshold()
-        self._canary = self._grey_frame()  # a frame the backend scores; replaced by each scored one
+        self.threshold = 0.0
+        self._canary = np.zeros(0, np.float32)
+        self._serve(model_dir, backend)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -154,7 +124,7 @@ class Worker(ConsumerRebalanceListener):
     def run(self) -> None:
         """Serve until :attr:`stopping` is set; then finish the batch, commit and leave the group."""
         self.review.ensure_group()
-        self.consumer.subscribe([self.topics.frames], listener=self)
+        self.consumer.subscribe([self.topics.frames], listener=self.rebalances)
         # Fetch metadata after subscribing and before joining. A group leader that joins without
         # the subscribed topic's metadata assigns the partitions, then sees the metadata change
         # and starts a second rebalance, which stalls every member's commits until all have
@@ -173,20 +143,15 @@ class Worker(ConsumerRebalanceListener):
             while not self.stopping.is_set():
                 if not len(self.batcher):
                     self._maybe_reload()
-                wanted, wait_ms = self.batcher.poll_budget(IDLE_POLL_MS)
-                polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
-                if not polled and not self.consumer.assignment():
-                    time.sleep(IDLE_POLL_MS / 1000)  # poll returns at once without partitions
-                self._drop_lost()
-                self._flush_commits()
-                for records in polled.values():
-                    self.batcher.add(records)
+                self.batcher.add(self._poll())
                 if self.batcher.ready():
                     self._process(self.batcher.take())
             self._process(self.batcher.take())
             self._finish_commits()
         finally:
-            self.close()
+            self.clients.close()
+            if self.watch is not None:
+                self.watch.close()
         log.info(
             "stopped: %d frames scored, %d flagged, %d dead-lettered",
             self.totals["scored"],
@@ -194,137 +159,67 @@ class Worker(ConsumerRebalanceListener):
             self.totals["dead_lettered"],
         )
 
-    def close(self) -> None:
-        """Leave the group and release the clients (idempotent)."""
-        try:
-            self.consumer.close(autocommit=False)
-        finally:
-            self.producer.close(timeout=10)
-            self.redis.close()
-            if self.watch is not None:
-                self.watch.close()
+    # --- the pipeline -------------------------------------------------------------------------
 
-    # --- rebalance listener -------------------------------------------------------------------
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self._revoked = set(revoked)
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self._lost |= self._revoked - set(assigned)
-        self._revoked = set()
-        for tp in self._lost:
-            self._lag.pop(tp, None)
-        if self._stalled and assigned:
-            self.consumer.pause(*assigned)  # still stalled: take nothing new yet
-        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
-
-    def _drop_lost(self) -> None:
-        """Forget polled, unprocessed records of partitions a rebalance gave to another worker."""
-        if not self._lost:
-            return
-        lost, self._lost = self._lost, set()
-        for tp in lost & set(self._uncommitted):
-            del self._uncommitted[tp]
-            log.warning(
-                "partition %d moved before its commit; its new owner scores its last frames again",
-                tp.partition,
-            )
-        dropped = self.batcher.discard(lambda r: TopicPartition(r.topic, r.partition) in lost)
-        if dropped:
-            log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
-
-    # --- one batch ----------------------------------------------------------------------------
+    def _poll(self) -> list[Any]:
+        """Records for the batch; also where rebalances happen and postponed commits go out."""
+        wanted, wait_ms = self.batcher.poll_budget(IDLE_POLL_MS)
+        polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
+        if not polled and not self.consumer.assignment():
+            time.sleep(IDLE_POLL_MS / 1000)  # poll returns at once without partitions
+        self._drop_lost()
+        self._commit()
+        return [record for records in polled.values() for record in records]
 
     def _process(self, records: list[Any]) -> None:
-        """Score ``records``, store every output, then commit them; see the module docstring."""
+        """Parse, infer, route, deliver and commit one batch; see the module docstring."""
         if not records:
             return
-        self._lost.clear()
         card = self.backend.card
         size, channels = card.input.image_size, card.input.channels
         parsed = [parse_frame(record, image_size=size, channels=channels) for record in records]
         frames = [p for p in parsed if isinstance(p, Frame)]
         rejected = [p for p in parsed if isinstance(p, Rejection)]
-        outbox = Outbox()
-        flagged = 0
-        if frames:
-            frames, failed, flagged = self._score(frames, outbox)
-            rejected += failed
-        for rejection in rejected:
-            log.warning(
-                "dead letter %s:%d:%d: %s",
-                rejection.record.topic,
-                rejection.record.partition,
-                rejection.record.offset,
-                rejection.reason,
-            )
+        inference = self._infer(frames)
+        routed = route(
+            inference.frames,
+            inference.scores,
+            inference.heatmaps,
+            [*rejected, *inference.failed],
+            threshold=self.threshold,
+            model_version=card.model_version,
+            topics=self.topics,
+            now_ms=time.time() * 1000.0,
+        )
+        for rejection in [*rejected, *inference.failed]:
             record = rejection.record
-            headers = [*(record.headers or []), *dead_letter_headers(record, rejection.reason)]
-            outbox.records.append((self.topics.dead_letter, record.key, record.value, headers))
-        if not self._deliver(outbox):
+            log.warning(
+                "dead letter %s:%d:%d: %s", record.topic, record.partition, record.offset, rejection.reason
+            )
+        if not self._deliver(Pending.of(routed)):
             log.warning(
                 "stopped with %d frames of a batch uncommitted; they will be scored again", len(records)
             )
             return
-        self._commit([r for r in records if TopicPartition(r.topic, r.partition) not in self._lost])
-        now_ms = time.time() * 1000.0
-        for frame in frames:
-            self.metrics.end_to_end_seconds.observe(max(now_ms - frame.ts_ms, 0.0) / 1000.0)
-        self.metrics.batch_size.observe(len(records))
-        self.metrics.scored.inc(len(frames))
-        self.metrics.flagged.inc(flagged)
-        self.metrics.dead_lettered.inc(len(rejected))
-        self.totals["scored"] += len(frames)
-        self.totals["flagged"] += flagged
-        self.totals["dead_lettered"] += len(rejected)
+        lost = self.rebalances.take_lost()  # during a stall in delivery
+        self.offsets.forget(lost)
+        self.offsets.stage(r for r in records if TopicPartition(r.topic, r.partition) not in lost)
+        self._commit()
+        self._count(routed, inference.frames, len(records))
 
-    def _score(self, frames: list[Frame], outbox: Outbox) -> tuple[list[Frame], list[Rejection], int]:
-        """Run the backend; queue a score record for every frame it scores and a review item for the
-        flagged. Returns (frames scored, rejections of frames the backend failed on, flagged count)."""
-        batch = to_model_input(stack_images([f.image for f in frames]))
+    def _infer(self, frames: list[Frame]) -> Inference:
+        if not frames:
+            size = self.backend.card.input.image_size
+            return Inference([], np.zeros(0, np.float32), np.zeros((0, 1, size, size), np.float32), [])
+        batch = to_model_input(stack_images([frame.image for frame in frames]))
         started = time.perf_counter()
         isolated = predict_isolating(self._predict, batch, self._canary)
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
-        failed = [Rejection(frames[i].record, reason) for i, reason in sorted(isolated.failures.items())]
         if isolated.scored:
             self._canary = batch[isolated.scored[:1]].copy()
-        frames = [frames[i] for i in isolated.scored]
-        scores, heatmaps = isolated.scores, isolated.heatmaps
-        card = self.backend.card
-        threshold = self.threshold
-        now_ms = time.time() * 1000.0
-        flagged = 0
-        for frame, score, heatmap in zip(frames, scores.tolist(), heatmaps, strict=True):
-            is_anomaly = score >= threshold
-            value = {
-                "frame_id": frame.frame_id,
-                "camera_id": frame.camera_id,
-                "ts_ms": frame.ts_ms,
-                "score": score,
-                "threshold": threshold,
-                "is_anomaly": is_anomaly,
-                "model_version": card.model_version,
-                "latency_ms": round(now_ms - frame.ts_ms, 3),
-            }
-            outbox.records.append(
-                (self.topics.scores, frame.camera_id.encode(), json.dumps(value).encode(), [])
-            )
-            if is_anomaly:
-                flagged += 1
-                outbox.reviews.append(
-                    ReviewItem(
-                        frame_id=frame.frame_id,
-                        camera_id=frame.camera_id,
-                        ts_ms=frame.ts_ms,
-                        score=score,
-                        threshold=threshold,
-                        model_version=card.model_version,
-                        image=bytes(frame.record.value),
-                        content_type=frame.content_type,
-                        heatmap=np.asarray(heatmap),
-                    )
-                )
-        return frames, failed, flagged
+        failed = [Rejection(frames[i].record, reason) for i, reason in sorted(isolated.failures.items())]
+        scored = [frames[i] for i in isolated.scored]
+        return Inference(scored, isolated.scores, isolated.heatmaps, failed)
 
     def _predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, heatmaps = self.backend.predict(batch)
@@ -332,8 +227,8 @@ class Worker(ConsumerRebalanceListener):
             raise RuntimeError(f"backend {self.backend.name} returned no heat-maps")
         return scores, heatmaps
 
-    def _deliver(self, outbox: Outbox) -> bool:
-        """Store the outbox, retrying what fails; False when asked to stop before it was all stored.
+    def _deliver(self, pending: Pending) -> bool:
+        """Store ``pending``, retrying what fails; False when asked to stop before it was all stored.
 
         While it waits it pauses the partitions and keeps polling, so the worker stays in its group
         however long Kafka or Redis is away, and fetches nothing it could not store.
@@ -341,64 +236,51 @@ class Worker(ConsumerRebalanceListener):
         delay = BACKOFF_S[0]
         try:
             while True:
-                self._attempt(outbox)
-                if outbox.empty():
+                self.delivery.attempt(pending)
+                if pending.empty():
                     return True
-                if self.stopping.is_set() and self._stalled:
+                if self.stopping.is_set() and self.rebalances.holding:
                     return False
-                if not self._stalled:
+                if not self.rebalances.holding:
                     self.metrics.stalls.inc()
                     log.warning("outputs not stored; pausing intake and retrying with backoff")
                     self.consumer.pause(*self.consumer.assignment())
-                    self._stalled = True
+                    self.rebalances.holding = True
                 self._poll_without_taking(delay * 1000)
                 delay = min(delay * 2, BACKOFF_S[1])
         finally:
-            if self._stalled:
-                self._stalled = False
+            if self.rebalances.holding:
+                self.rebalances.holding = False
                 self.consumer.resume(*self.consumer.paused())
                 log.info("intake resumed")
 
-    def _attempt(self, outbox: Outbox) -> None:
-        """One try at every pending output; what succeeded leaves the outbox."""
-        try:
-            self.review.add(outbox.reviews)
-            outbox.reviews = []
-        except (redis.RedisError, OSError) as exc:
-            log.warning("review queue unavailable: %s", exc)
-        if not outbox.records:
-            return
-        if not outbox.futures:
-            outbox.futures = [None] * len(outbox.records)
-        for i, (topic, key, value, headers) in enumerate(outbox.records):
-            if outbox.futures[i] is None:
-                try:
-                    outbox.futures[i] = self.producer.send(topic, key=key, value=value, headers=headers)
-                except KafkaError as exc:
-                    log.warning("cannot send to %s: %s", topic, exc)
-                    break
-        try:
-            self.producer.flush(timeout=SEND_WAIT_S)
-        except KafkaError as exc:
-            log.warning("broker did not acknowledge the batch in %.0f s: %s", SEND_WAIT_S, exc)
-        keep = []
-        for record, future in zip(outbox.records, outbox.futures, strict=True):
-            if future is not None and future.is_done and future.succeeded():
-                continue
-            if future is not None and future.is_done:
-                log.warning("send to %s failed: %s", record[0], future.exception)
-                future = None  # failed for good: send it again
-            keep.append((record, future))
-        outbox.records = [record for record, _ in keep]
-        outbox.futures = [future for _, future in keep]
+    def _commit(self) -> None:
+        if self.offsets.commit():
+            self.metrics.consumer_lag.set(self.offsets.lag)
 
-    def _commit(self, records: list[Any]) -> None:
-        """Commit past ``records``; during a rebalance the commit waits for the next poll."""
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            if tp not in self._uncommitted or self._uncommitted[tp].offset <= record.offset:
-                self._uncommitted[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-        self._flush_commits()
+    def _count(self, routed: Routed, frames: Sequence[Frame], records: int) -> None:
+        now_ms = time.time() * 1000.0
+        for frame in frames:
+            self.metrics.end_to_end_seconds.observe(max(now_ms - frame.ts_ms, 0.0) / 1000.0)
+        self.metrics.batch_size.observe(records)
+        self.metrics.scored.inc(routed.scored)
+        self.metrics.flagged.inc(routed.flagged)
+        self.metrics.dead_lettered.inc(routed.dead_lettered)
+        self.totals["scored"] += routed.scored
+        self.totals["flagged"] += routed.flagged
+        self.totals["dead_lettered"] += routed.dead_lettered
+
+    # --- rebalances and leaving ---------------------------------------------------------------
+
+    def _drop_lost(self) -> None:
+        """Forget polled, unprocessed records and staged offsets of partitions now owned elsewhere."""
+        lost = self.rebalances.take_lost()
+        if not lost:
+            return
+        self.offsets.forget(lost)
+        dropped = self.batcher.discard(lambda r: TopicPartition(r.topic, r.partition) in lost)
+        if dropped:
+            log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
 
     def _finish_commits(self) -> None:
         """Before leaving: commit what is stored, polling (paused) through a rebalance under way.
@@ -406,17 +288,16 @@ class Worker(ConsumerRebalanceListener):
         Gives up after the session timeout: the new owners then score the uncommitted frames again.
         """
         deadline = time.monotonic() + self.settings.scorer.session_timeout_ms / 1000
-        self._flush_commits()
-        if self._uncommitted:
+        self._commit()
+        if self.offsets.pending:
             self.consumer.pause(*self.consumer.assignment())
-        while self._uncommitted and time.monotonic() < deadline:
+        while self.offsets.pending and time.monotonic() < deadline:
             self._poll_without_taking(IDLE_POLL_MS)
             self._drop_lost()
-            self._flush_commits()
-        if self._uncommitted:
+            self._commit()
+        if self.offsets.pending:
             log.warning(
-                "leaving with %d partitions' offsets uncommitted; their last frames will be scored again",
-                len(self._uncommitted),
+                "leaving with offsets uncommitted; the last frames of those partitions will be scored again"
             )
 
     def _poll_without_taking(self, timeout_ms: float) -> None:
@@ -424,22 +305,21 @@ class Worker(ConsumerRebalanceListener):
         for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
             self.consumer.seek(tp, records[0].offset)
 
-    def _flush_commits(self) -> None:
-        if not self._uncommitted:
-            return
-        try:
-            self.consumer.commit(dict(self._uncommitted), timeout_ms=int(SEND_WAIT_S * 1000))
-        except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
-            log.info("commit postponed to after the next poll: %s", type(exc).__name__)
-            return
-        for tp, meta in self._uncommitted.items():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                self._lag[tp] = max(highwater - meta.offset, 0)
-        self._uncommitted.clear()
-        self.metrics.consumer_lag.set(sum(self._lag.values()))
+    # --- the model served ---------------------------------------------------------------------
 
-    # --- hot reload ---------------------------------------------------------------------------
+    def _serve(self, model_dir: Path, backend: Backend) -> None:
+        """Serve ``backend`` from now on: its threshold (logged), and a canary it is known to score."""
+        self.model_dir, self.backend = model_dir, backend
+        card = backend.card
+        override = self.settings.scorer.threshold
+        if override is None:
+            self.threshold, source = card.threshold.value, f"model.json: {card.threshold.method}"
+        else:
+            self.threshold, source = override, "AGAD_SCORER__THRESHOLD or --threshold"
+        log.info("model %s flags scores >= %.6g (%s)", card.model_version, self.threshold, source)
+        self.metrics.set_model(card.model_version, self.threshold)
+        size, channels = card.input.image_size, card.input.channels
+        self._canary = np.zeros((1, channels, size, size), np.float32)  # replaced by each scored frame
 
     def _maybe_reload(self) -> None:
         if self.watch is None:
@@ -455,23 +335,5 @@ class Worker(ConsumerRebalanceListener):
         log.info(
             "model %s -> %s (%s)", self.backend.card.model_version, backend.card.model_version, directory
         )
-        self.model_dir, self.backend = directory, backend
-        self.threshold = self._use_threshold()
-        self._canary = self._grey_frame()
+        self._serve(directory, backend)
         self.metrics.reloads.inc()
-
-    def _grey_frame(self) -> np.ndarray:
-        size, channels = self.backend.card.input.image_size, self.backend.card.input.channels
-        return np.zeros((1, channels, size, size), np.float32)
-
-    def _use_threshold(self) -> float:
-        """The threshold for the model being served: the override if set, else the card's; logged."""
-        card = self.backend.card
-        override = self.settings.scorer.threshold
-        if override is None:
-            threshold, source = card.threshold.value, f"model.json: {card.threshold.method}"
-        else:
-            threshold, source = override, "AGAD_SCORER__THRESHOLD or --threshold"
-        log.info("model %s flags scores >= %.6g (%s)", card.model_version, threshold, source)
-        self.metrics.set_model(card.model_version, threshold)
-        return threshold
