@@ -10,7 +10,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pydantic_settings
 from dotenv import dotenv_values
@@ -23,11 +23,6 @@ ENV_PREFIX = "AGAD_"
 ENV_NESTED_DELIMITER = "__"
 RECORD_OVERHEAD_BYTES = 64 * 1024
 """Room for a record's key, headers and batch framing beside the frame itself."""
-
-
-def _default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "agad-stream"
 
 
 class TopicSettings(BaseModel):
@@ -164,19 +159,6 @@ class ReviewSettings(BaseModel):
     token: SecretStr | None = Field(None, description="bearer token reviewers must present; unset = open")
 
 
-class ServicesSettings(BaseModel):
-    """Local Kafka and Redis that ``agad services`` runs for development, tests and the demo."""
-
-    state_dir: Path = Field(
-        default_factory=_default_state_dir, description="data, logs and PID files of the local services"
-    )
-    kafka_port: int = Field(9092, ge=1, le=65535, description="local broker's client port on 127.0.0.1")
-    kafka_controller_port: int = Field(9093, ge=1, le=65535, description="local KRaft controller port")
-    kafka_heap_mb: int = Field(512, ge=128, le=65536, description="Java heap of the local broker")
-    redis_port: int = Field(6379, ge=1, le=65535, description="local Redis port on 127.0.0.1")
-    start_timeout_s: float = Field(90.0, gt=0, description="how long `agad services up` waits for health")
-
-
 class Settings(BaseSettings):
     """All settings; see the README's configuration table."""
 
@@ -191,7 +173,6 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     scorer: ScorerSettings = Field(default_factory=ScorerSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
-    services: ServicesSettings = Field(default_factory=ServicesSettings)
     registry: Path = Field(Path("models"), description="model registry folder")
 
 
@@ -206,12 +187,21 @@ def env_var_name(location: tuple[str | int, ...]) -> str:
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment, raising :class:`SettingsError` with actionable messages."""
+    return read_settings(Settings, **overrides)
+
+
+SettingsType = TypeVar("SettingsType", bound=BaseSettings)
+
+
+def read_settings(cls: type[SettingsType], location: tuple[str, ...] = (), **overrides: Any) -> SettingsType:
+    """An instance of ``cls``, whose variables are named ``AGAD_`` + ``location`` + field; errors as
+    :class:`SettingsError` naming the variable and what it accepts."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = env_var_name(tuple(error["loc"]))
+            name = env_var_name((*location, *error["loc"]))
             value = error.get("input")
             lines.append(f"{name}={value!r}: {error['msg']}")
     except pydantic_settings.SettingsError as exc:

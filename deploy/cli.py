@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from agad_stream.cli import args as types
+from agad_stream.datasets import dataset_images
 from agad_stream.errors import AgadError
 from agad_stream.inference import load_backend
 from agad_stream.inference.base import ONNX_FILE
@@ -34,7 +35,7 @@ def register_export(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, help=f"write here instead of MODEL/{ONNX_FILE}")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    types.add_json_flag(parser)
     parser.set_defaults(func=run_export)
 
 
@@ -76,7 +77,7 @@ def register_build_engine(subparsers: Any) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the engine vs ONNX Runtime (CPU) check"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    types.add_json_flag(parser)
     parser.set_defaults(func=run_build_engine)
 
 
@@ -144,25 +145,22 @@ def run_build_engine(args: argparse.Namespace) -> int:
 
 
 def _calibration_images(args: argparse.Namespace) -> np.ndarray:
-    """Normal training images for INT8 calibration, loaded with the trainer's data sets.
-
-    The only place ``deploy`` imports ``trainer``: a host that builds INT8 engines needs the data.
-    """
+    """Normal training images for INT8 calibration, from the model's training data by default."""
     from deploy.calibration import pick_calibration_images
 
-    try:
-        from trainer.data import load_dataset
-    except ImportError as exc:
-        raise AgadError(
-            f"INT8 calibration loads training data with the trainer package, missing here ({exc})"
-        ) from None
     card = load_card(args.model)
     spec = args.calibration_data or card.data.get("spec")
     if not spec:
         raise AgadError(f"{args.model}/model.json names no training data; pass --calibration-data SPEC")
-    seed = int(card.data.get("seed", 0))
-    dataset = load_dataset(spec, card.input.image_size, seed=seed, channels=card.input.channels)
-    return pick_calibration_images(dataset.train.images, dataset.train.labels, args.calibration_images)
+    images = dataset_images(
+        spec,
+        card.input.image_size,
+        split="train",
+        normal_only=True,
+        seed=int(card.data.get("seed", 0)),
+        channels=card.input.channels,
+    )
+    return pick_calibration_images(images, np.zeros(len(images), np.int64), args.calibration_images)
 
 
 def _check(

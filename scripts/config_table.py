@@ -22,6 +22,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from agad_stream.config import Settings, env_var_name
+from deploy.services.settings import LOCATION as SERVICES
+from deploy.services.settings import ServicesSettings
 
 BEGIN = "<!-- config-table:begin -->"
 END = "<!-- config-table:end -->"
@@ -92,7 +94,8 @@ def _bounds(info: FieldInfo) -> str:
 
 def markdown() -> str:
     lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    lines += [f"| `{variable}` | {default} | {meaning} |" for variable, default, meaning in rows(Settings)]
+    every = rows(Settings) + rows(ServicesSettings, SERVICES)
+    lines += [f"| `{variable}` | {default} | {meaning} |" for variable, default, meaning in every]
     return "\n".join(lines) + "\n"
 
 

@@ -50,30 +50,30 @@ def services() -> Iterator[Services]:
     session = Services(settings)
     try:
         if not kafka_answers(settings):
-            local = f"127.0.0.1:{settings.services.kafka_port}"
+            local = f"127.0.0.1:{session.local.kafka_port}"
             kafka = settings.kafka.model_copy(
                 update={"bootstrap_servers": local, "security_protocol": "PLAINTEXT", "sasl_mechanism": None}
             )
             settings = session.settings = settings.model_copy(update={"kafka": kafka})
             _start(session, "kafka")
         if not redis_answers(settings):
-            url = f"redis://127.0.0.1:{settings.services.redis_port}/0"
+            url = f"redis://127.0.0.1:{session.local.redis_port}/0"
             redis_settings = settings.redis.model_copy(update={"url": url, "password": None})
             settings = session.settings = settings.model_copy(update={"redis": redis_settings})
             _start(session, "redis")
         yield session
     finally:
         for name in reversed(session.started):
-            manager.down(session.settings.services, name)
+            manager.down(session.local, name)
 
 
 def _start(session: Services, name: str) -> None:
     try:
-        session.started += manager.up(session.settings.services, name)
+        session.started += manager.up(session.local, name)
     except BaseException:
         # A failed start cleans up after itself; stop whatever this session did get running.
         for started in reversed(session.started):
-            manager.down(session.settings.services, started)
+            manager.down(session.local, started)
         session.started.clear()
         raise
 

@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from agad_stream.config import Settings
 from deploy.services.kafka import KafkaService
 from deploy.services.redis import RedisService
+from deploy.services.settings import ServicesSettings, load_services_settings
 
 WAIT_S = 120.0  # generous: the machine running the tests may be small and busy
 
@@ -24,11 +25,12 @@ class Services:
     """The Kafka broker and Redis server of this test session."""
 
     settings: Settings
+    local: ServicesSettings = field(default_factory=load_services_settings)  # agad services' own
     started: list[str] = field(default_factory=list)  # what this session started and will stop
 
     def agad_managed(self, name: str) -> int | None:
         """PID of the agad-managed service the settings point at, or None if it is someone else's."""
-        local = self.settings.services
+        local = self.local
         if name == "kafka":
             service: KafkaService | RedisService = KafkaService(local)
             host, _, port = self.settings.kafka.bootstrap_servers.strip().rpartition(":")
@@ -48,7 +50,7 @@ class Services:
 
 
 def services_env(settings: Settings) -> dict[str, str]:
-    local = settings.services
+    local = load_services_settings()
     return {
         "AGAD_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "AGAD_REDIS__URL": settings.redis.url,

@@ -43,7 +43,7 @@ def test_restart_keeps_messages_and_committed_offsets(
     if pid_before is None:
         pytest.skip(
             f"the broker at {settings.kafka.bootstrap_servers} was not started by agad in "
-            f"{settings.services.state_dir}; this test only stops and restarts a broker agad manages"
+            f"{services.local.state_dir}; this test only stops and restarts a broker agad manages"
         )
     topic = settings.kafka.topics.frames
     group = settings.kafka.group_id
@@ -70,8 +70,8 @@ def test_restart_keeps_messages_and_committed_offsets(
     committed = kafka_clients.admin().list_group_offsets({group: None})[group]
     assert {tp: meta.offset for tp, meta in committed.items()} == {tp: m.offset for tp, m in offsets.items()}
 
-    broker = KafkaService(settings.services)
-    manager.down(settings.services, "kafka")
+    broker = KafkaService(services.local)
+    manager.down(services.local, "kafka")
     try:
         assert broker.pid() is None and not broker.healthy(), "the broker is still up after `down`"
         result = agad("services", "up", env=services.env(), timeout=WAIT_S + 60)
@@ -81,7 +81,7 @@ def test_restart_keeps_messages_and_committed_offsets(
         assert broker.healthy()
     finally:
         if broker.pid() is None:  # the restart failed: bring the broker back for the other tests
-            manager.up(settings.services, "kafka")
+            manager.up(services.local, "kafka")
 
     # Every message produced before the restart is still there, unchanged.
     reader = kafka_clients.consumer(group_id=None)

@@ -158,7 +158,7 @@ def test_status_of_the_session_services(services: Services, agad: Agad) -> None:
     result = agad("services", "status", env=services.env())
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
-    local = services.settings.services
+    local = services.local
     assert rows["kafka"] == ["kafka", "running", str(pids["kafka"]), str(local.kafka_port)]
     assert rows["redis"] == ["redis", "running", str(pids["redis"]), str(local.redis_port)]
 

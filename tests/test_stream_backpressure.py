@@ -45,12 +45,12 @@ def test_redis_outage_pauses_intake_and_loses_nothing(
     group = settings.kafka.group_id
     kafka_clients.admin()  # connect before Redis goes
     try:
-        manager.down(services.settings.services, "redis")
+        manager.down(services.local, "redis")
         produce(producer, settings.kafka.topics.frames, make_frames(40, start=40))
         worker.wait_for(lambda text: "pausing intake" in text, "the worker to pause")
         assert committed_total(kafka_clients, group) == len(first), "committed frames it could not queue"
     finally:
-        manager.up(services.settings.services, "redis")
+        manager.up(services.local, "redis")
     worker.wait_for(lambda text: "intake resumed" in text, "the worker to resume")
     read_topic(settings, scores, lambda r: len(distinct_ids(r)) >= 80, "every score")
     assert worker.stop() == 0

@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from agad_stream.config import KafkaSettings, Settings, load_settings
+from agad_stream.cli import args as types
+from agad_stream.config import KafkaSettings, load_settings
 from deploy.services import manager
+from deploy.services.settings import ServicesSettings, load_services_settings
 from deploy.topics import create_topics
 from deploy.topics_cmd import print_outcomes
 
@@ -34,19 +36,19 @@ def register(subparsers: Any) -> None:
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("--only", choices=["kafka", "redis"], help="act on one service")
         if action == "status":
-            sub.add_argument("--json", action="store_true", help="machine-readable output")
+            types.add_json_flag(sub)
         sub.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    everything = load_settings()
-    settings = everything.services
+    kafka = load_settings().kafka  # every command refuses an invalid setting, not only those it reads
+    settings = load_services_settings()
     if args.action == "up":
         started = manager.up(settings, args.only)
         print(f"started: {', '.join(started)}" if started else "already running")
         _print_status(manager.status(settings, args.only))
         if args.only in (None, "kafka"):
-            local = local_kafka(everything)
+            local = local_kafka(kafka, settings)
             print_outcomes(create_topics(local), local.bootstrap_servers)
         return 0
     if args.action == "down":
@@ -67,11 +69,11 @@ def _print_status(statuses: list[manager.ServiceStatus]) -> None:
         print(f"{s.name:<8} {s.state:<20} {s.pid or '-':>8} {s.port:>6}")
 
 
-def local_kafka(settings: Settings) -> KafkaSettings:
+def local_kafka(kafka: KafkaSettings, services: ServicesSettings) -> KafkaSettings:
     """The Kafka settings with the local broker's address: its topics get the configured names."""
-    return settings.kafka.model_copy(
+    return kafka.model_copy(
         update={
-            "bootstrap_servers": f"127.0.0.1:{settings.services.kafka_port}",
+            "bootstrap_servers": f"127.0.0.1:{services.kafka_port}",
             "security_protocol": "PLAINTEXT",
             "sasl_mechanism": None,
         }

@@ -16,9 +16,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from agad_stream.config import ServicesSettings
 from agad_stream.errors import AgadError
 from deploy.services.process import running_pid, stop_process, wait_until
+from deploy.services.settings import ServicesSettings
 
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
 MAIN_CLASS = "kafka.Kafka"

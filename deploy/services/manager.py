@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from agad_stream.config import ServicesSettings
 from agad_stream.errors import AgadError
 from deploy.services.kafka import KafkaService
 from deploy.services.redis import RedisService
+from deploy.services.settings import ServicesSettings
 
 
 class Service(Protocol):

@@ -7,9 +7,9 @@ import shutil
 import subprocess
 import time
 
-from agad_stream.config import ServicesSettings
 from agad_stream.errors import AgadError
 from deploy.services.process import running_pid, stop_process, wait_until
+from deploy.services.settings import ServicesSettings
 
 BINARY = "redis-server"
 
