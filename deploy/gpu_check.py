@@ -36,11 +36,13 @@ TIME_LIMIT_S = 300.0
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/gpu_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", choices=ARCHITECTURES, default="naive")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="naive", help="generator (default naive)")
     parser.add_argument(
         "--image-size", type=image_size, default=64, help="image size, power of two 32..256 (default 64)"
     )
-    parser.add_argument("--channels", type=int, choices=[1, 3], default=3)
+    parser.add_argument(
+        "--channels", type=int, choices=[1, 3], default=3, help="1 grey or 3 colour (default 3)"
+    )
     parser.add_argument(
         "--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="TensorRT precision"
     )

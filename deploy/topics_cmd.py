@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from agad_stream.cli import args as types
 from agad_stream.config import load_settings
 from deploy.topics import TopicOutcome, TopicReport, create_topics, describe_topics
 
@@ -27,7 +28,7 @@ def register(subparsers: Any) -> None:
         "settings ask for on those that exist (other settings of theirs are left alone). A partition "
         "count that differs is reported, never changed.",
     )
-    create.add_argument("--json", action="store_true", help="machine-readable output")
+    types.add_json_flag(create)
     create.set_defaults(func=_create)
     describe = actions.add_parser(
         "describe",
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
         "replicas, its size and retention configuration, its end offsets, and the lag of every consumer "
         "group that has committed offsets on it. Exits 1 when a topic is missing.",
     )
-    describe.add_argument("--json", action="store_true", help="machine-readable output")
+    types.add_json_flag(describe)
     describe.set_defaults(func=_describe)
 
 

@@ -121,7 +121,7 @@ def test_preprocessing_measurement_decodes_a_real_jpeg() -> None:
 
 
 def test_bench_json(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["bench", "--model", str(model_dir), "--backend", "torch,onnxruntime", "--batch", "1,4"]
+    args = ["bench", "--model", str(model_dir), "--backends", "torch,onnxruntime", "--batch", "1,4"]
     args += ["--iterations", "2", "--warmup", "1", "--rounds", "2", "--threads", "1", "--json"]
     args += ["--frame-size", "96x64", "--preprocess-iterations", "2"]
     assert main(args) == 0
@@ -137,13 +137,13 @@ def test_bench_json(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_bench_text_and_bad_flags(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["bench", "--model", str(model_dir), "--backend", "onnxruntime", "--batch", "2"]
+    args = ["bench", "--model", str(model_dir), "--backends", "onnxruntime", "--batch", "2"]
     args += ["--iterations", "1", "--rounds", "1", "--frame-size", "64x64", "--preprocess-iterations", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "images/s" in out and "onnxruntime" in out and "preprocessing per frame" in out
     for flag, value, message in [
-        ("--backend", "tensorflow", "choose from auto"),
+        ("--backends", "tensorflow", "choose from auto"),
         ("--frame-size", "big", "WIDTHxHEIGHT"),
     ]:
         with pytest.raises(SystemExit):

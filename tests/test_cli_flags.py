@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agad_stream.cli.args import batch_sizes
-from agad_stream.cli.main import main
+from agad_stream.cli.main import build_parser, main
 from tests.model_dirs import make_model_dir
 
 MODEL = "{model}"  # replaced by a real model directory, so that only the flag under test is wrong
@@ -34,7 +34,7 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["bench", "--model", MODEL, "--batch", "1,x"], "--batch"),
     (["bench", "--model", MODEL, "--iterations", "0"], "--iterations"),
     (["bench", "--model", MODEL, "--warmup", "-1"], "--warmup"),
-    (["bench", "--model", MODEL, "--backend", "cuda"], "--backend"),
+    (["bench", "--model", MODEL, "--backends", "cuda"], "--backends"),
     (["bench", "--model", MODEL, "--frame-size", "4x4"], "--frame-size"),
     (["bench", "--model", MODEL, "--device", "tpu"], "--device"),
     (["serve", "--model", "no/such/dir"], "--model"),
@@ -87,3 +87,31 @@ def test_the_installed_command_says_which_sizes_it_takes(
         in result.stderr
     )
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def _options() -> dict[str, list[tuple[str, argparse.Action]]]:
+    """Every option of every command: option -> [(command, action)]."""
+    found: dict[str, list[tuple[str, argparse.Action]]] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+            elif action.option_strings and action.dest != "help":
+                for option in action.option_strings:
+                    found.setdefault(option, []).append((" ".join(path), action))
+
+    walk(build_parser(), ())
+    return found
+
+
+def test_every_flag_has_help_and_shared_flags_mean_one_thing() -> None:
+    options = _options()
+    undocumented = [f"{cmd} {opt}" for opt, uses in options.items() for cmd, a in uses if not a.help]
+    assert not undocumented
+    for option, uses in options.items():
+        if option == "--model":  # serve also takes a registry; every other command a model directory
+            continue
+        kinds = {(a.type, tuple(a.choices or ()), type(a)) for _, a in uses}
+        assert len(kinds) == 1, f"{option} means different things in {[cmd for cmd, _ in uses]}"

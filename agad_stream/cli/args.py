@@ -122,3 +122,21 @@ def batch_sizes(text: str) -> list[int]:
             )
         sizes.add(int(part))
     return sorted(sizes)
+
+
+def add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--threads`` of an inference backend, with one meaning wherever they appear."""
+    parser.add_argument(
+        "--device",
+        type=device,
+        default="auto",
+        help="device of the torch or onnxruntime backend: cpu, cuda or cuda:N (default auto: the backend's "
+        "own choice)",
+    )
+    parser.add_argument(
+        "--threads", type=positive, help="intra-op CPU threads of torch or ONNX Runtime (default: theirs)"
+    )
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from agad_stream.cli import args as types
-from agad_stream.inference import BACKEND_KINDS, Backend, load_backend
+from agad_stream.inference import BACKEND_KINDS, Backend, backend_options, load_backend
 from agad_stream.inference.bench import (
     Timing,
     machine_summary,
@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--model", required=True, type=types.model_dir, help="model directory")
     parser.add_argument(
-        "--backend",
+        "--backends",
         type=backend_list,
         default=["auto"],
         help=f"comma-separated backends to compare: {', '.join(BACKEND_KINDS)} (default auto)",
@@ -55,10 +55,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--rounds", type=types.positive, default=3, help="rounds over all backends and batches (default 3)"
     )
-    parser.add_argument("--threads", type=types.positive, help="intra-op threads for torch and ONNX Runtime")
-    parser.add_argument(
-        "--device", type=types.device, help="device for torch/onnxruntime backends (cpu, cuda)"
-    )
+    types.add_backend_flags(parser)
     parser.add_argument("--no-heatmaps", action="store_true", help="scores only (skip copying heat-maps)")
     parser.add_argument(
         "--frame-size",
@@ -69,12 +66,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--preprocess-iterations", type=types.positive, default=100, help="frames timed per size and round"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    types.add_json_flag(parser)
     parser.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    kinds = args.backend
+    kinds = args.backends
     batches = args.batch
     width, height = args.frame_size
     machine_before = machine_summary()
@@ -146,12 +143,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, kind: str) -> Backend:
-    options: dict[str, Any] = {}
-    if args.threads is not None and kind in ("torch", "onnxruntime", "auto"):
-        options["threads"] = args.threads
-    if args.device is not None and kind in ("torch", "onnxruntime"):
-        options["device"] = args.device
-    return load_backend(args.model, kind, **options)
+    return load_backend(args.model, kind, **backend_options(kind, args.device, args.threads))
 
 
 def frame_size(text: str) -> tuple[int, int]:

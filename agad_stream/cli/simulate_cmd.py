@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--image-size",
-        type=types.integer(8, 4096),
+        type=types.image_size,
         default=64,
         help="size the images of fmnist and elpv are resized to (default 64; folder images keep theirs)",
     )

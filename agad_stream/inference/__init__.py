@@ -27,6 +27,7 @@ __all__ = [
     "Choice",
     "Machine",
     "Prediction",
+    "backend_options",
     "check_batch",
     "choose_backend",
     "load_backend",
@@ -40,6 +41,22 @@ OPTIONS: dict[str, set[str]] = {
     "tensorrt": {"engine", "device_id"},
 }
 """The keyword options each backend's constructor takes."""
+
+
+def backend_options(kind: str, device: str | None = None, threads: int | None = None) -> dict[str, Any]:
+    """The options of backend ``kind`` for a ``--device`` (auto, cpu, cuda, cuda:N) and ``--threads``;
+    TensorRT takes neither (its engine names the GPU), and auto passes the device choice to the survey."""
+    options: dict[str, Any] = {}
+    if threads is not None and kind in ("auto", "onnxruntime", "torch"):
+        options["threads"] = threads
+    if device in (None, "auto") or kind in ("auto", "tensorrt"):
+        return options
+    assert device is not None
+    if kind == "onnxruntime" and device.startswith("cuda:"):
+        options.update(device="cuda", device_id=int(device.removeprefix("cuda:")))
+    else:
+        options["device"] = device
+    return options
 
 
 def load_backend(
