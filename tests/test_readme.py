@@ -45,3 +45,13 @@ def test_review_table_names_every_field() -> None:
 
     item = ReviewItem("f", "c", 1, 0.5, 0.4, "v", b"x", "image/png", np.zeros((4, 4), np.float32))
     assert _table_names("per flagged frame the hash") == set(_fields(item))
+
+
+def test_results_tables_are_generated_from_the_run_files() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "render.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

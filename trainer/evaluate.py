@@ -51,9 +51,9 @@ STUCK_SHARE = 0.9
 @torch.inference_mode()
 def stuck_pixels(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> list[tuple[int, int]]:
     """(row, column) of every pixel that G reconstructs wrongly on the normal images of ``split``
-    nearly always. One seed of the upright variant on Fashion-MNIST trousers left 14 output pixels
-    stuck at white: every heat-map then shows the same bright dots, and topk and maxpool score them
-    instead of the part. Found before shipping, a retrain with another seed is cheap."""
+    nearly always. Some seeds leave a few output pixels stuck at white: every heat-map then shows
+    the same bright dots, and topk and maxpool score them instead of the part. Found before
+    shipping, a retrain with another seed is cheap."""
     normal = split.images[split.labels == 0]
     if not len(normal):
         return []

@@ -220,36 +220,22 @@ def calibrate_threshold(
     y, s = _as_arrays(labels, scores)
     n_anomalous = int(y.sum())
     n_normal = y.size - n_anomalous
+    target: float | None = None
     if n_anomalous and n_normal:
-        if rule == "balanced":
-            value = balanced_threshold(y, s)
-            at = binary_metrics(y, s, value)
-            return _threshold(value, "balanced", None, n_normal, n_anomalous, at.f1, at.fpr)
-        value = f1_optimal_threshold(y, s)
-        at = binary_metrics(y, s, value)
-        return _threshold(value, "f1_optimal", None, n_normal, n_anomalous, at.f1, at.fpr)
-    value = quantile_threshold(s[y == 0], target_fpr)
+        method = "balanced" if rule == "balanced" else "f1_optimal"
+        value = balanced_threshold(y, s) if rule == "balanced" else f1_optimal_threshold(y, s)
+    else:
+        method, target = "normal_quantile", target_fpr
+        value = quantile_threshold(s[y == 0], target_fpr)
     at = binary_metrics(y, s, value)
-    return _threshold(value, "normal_quantile", target_fpr, n_normal, n_anomalous, None, at.fpr)
-
-
-def _threshold(
-    value: float,
-    method: str,
-    target_fpr: float | None,
-    n_normal: int,
-    n_anomalous: int,
-    val_f1: float | None,
-    val_fpr: float,
-) -> Threshold:
     return Threshold(
         value=value,
         method=method,
-        target_fpr=target_fpr,
+        target_fpr=target,
         n_normal=n_normal,
         n_anomalous=n_anomalous,
-        val_f1=val_f1,
-        val_fpr=val_fpr,
+        val_f1=at.f1 if n_anomalous and n_normal else None,
+        val_fpr=at.fpr,
     )
 
 

@@ -1,11 +1,11 @@
 """``score=auto``: the deployable score a model ships with, checked on validation's labelled anomalies.
 
 Every model starts from a standing choice: knn_contrast when training had labelled defects to
-contrast with (the best dev AUROC on Fashion-MNIST at γ = 0.05, docs/RESULTS.md "Which score"),
-else l2, the paper's score. Another candidate replaces it only when it beats it on the model's own
-validation split by more than :data:`Z` standard errors. Why not simply the best validation AUROC:
-a factory's validation split holds a handful of confirmed defects, and the best of six noisy
-AUROCs measured on eight defects is mostly luck (on elpv it traded a test AUROC of 0.845 for 0.767).
+contrast with, else l2, the paper's score (docs/RESULTS.md, "Which score", says why). Another
+candidate replaces it only when it beats it on the model's own validation split by more than
+:data:`Z` standard errors. Why not simply the best validation AUROC: a factory's validation split
+holds a handful of confirmed defects, and the best of six noisy AUROCs measured on eight defects
+is mostly luck.
 
 With fewer than :data:`~trainer.metrics.MIN_ANOMALIES` labelled anomalies in validation, a model
 trained on normal images only is judged instead on validation normals against damaged copies of
@@ -58,7 +58,7 @@ def standing_score(contrast_available: bool, turned: bool = False) -> ScoreMetho
     """The score a model keeps unless validation clearly prefers another.
 
     ``turned``: the naive generator trained with turned (or stretched) normals as anomalies; its
-    code then tells shapes apart, and l2+knn_latent leads l2 on dev data (docs/RESULTS.md, runs a18).
+    code then tells shapes apart, and l2+knn_latent leads l2 on dev data (docs/RESULTS.md).
     """
     if contrast_available:
         return "knn_contrast"

@@ -23,9 +23,8 @@ from trainer.agad.scoring import knn_distance
 from trainer.metrics import auroc
 
 CHANGES_PART = 0.75
-"""Halfway between a turn no pixel search can see (AUROC 0.5) and one it always sees (1.0). Measured
-on the splits of docs/RESULTS.md: a half turn makes 0.85 to 1.0 on the Fashion-MNIST classes and
-0.61 on elpv, a quarter turn 0.92 to 1.0 and 0.90."""
+"""Halfway between a turn no pixel search can see (AUROC 0.5) and one it always sees (1.0); what the
+data sets of docs/RESULTS.md measure is in each model's ``training.turn_choice``."""
 MIN_NORMALS = 10
 """Fewest held-out normals the measurement needs; below it turns stay as the default has them."""
 SIDE = 32

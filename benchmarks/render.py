@@ -1,0 +1,262 @@
+"""Fill the generated tables of docs/RESULTS.md from the run files in benchmarks/results/.
+
+    python benchmarks/render.py            # rewrite the tables in place
+    python benchmarks/render.py --check    # fail if they are out of date (a test runs this)
+
+The prose of RESULTS.md is written by hand; each table sits between ``<!-- table:NAME -->`` and
+``<!-- /table:NAME -->``. A run is labelled by its own stored configuration, never by today's code:
+runs whose stored variants agree (per-batch counts taken as shares of the batch, fields a run
+predates taken as off) form one configuration, named by its stored name and a short digest. Only
+the rows "today's default", "faithful", ... look today's presets up, to find which configuration
+they are now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trainer.agad.variant import PRESETS  # noqa: E402  (only to find today's configurations)
+
+RESULTS, DOC = ROOT / "benchmarks" / "results", ROOT / "docs" / "RESULTS.md"
+PAPER = {"w_adv": 1.0, "w_con": 50.0, "w_adcon": 15.0, "w_lat": 5.0, "arch": "naive", "lr": 2e-4}
+"""The paper's values (AGAD_METHOD.md), which a configuration's label lists its departures from."""
+UNSTORED = {
+    "latent_dim": 100, "latent_loss": "norm", "reciprocal_eps": 0.01, "beta1": 0.5, "d_reinit_below": 1e-5,
+    "selection": "normal_score", "augment": "none", "repair": 0.0, "ema": 0.0, "turned_anomalies": 0,
+    "turns": "quarter", "stretched_anomalies": 0, "detach_pseudo": False, "batchnorm": "shared",
+}  # fmt: skip
+"""Fields a run file may predate (or today's code no longer has), with the value the code then used."""
+SHARES = ("anomalies_per_batch", "turned_anomalies", "stretched_anomalies")
+ROWS = {"default": "AGAD default", "adversarial": "AGAD adversarial", "faithful": "AGAD faithful (paper)"}
+BASELINES = {
+    "autoencoder": "autoencoder", "skip-ganomaly": "Skip-GANomaly", "knn": "raw-pixel 5-NN",
+    "pca": "raw-pixel PCA", "classifier": "supervised CNN",
+}  # fmt: skip
+Run = dict[str, Any]
+
+
+def load_runs() -> list[Run]:
+    return [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*/*.json"))]
+
+
+def configuration(variant: dict[str, Any]) -> str:
+    """A digest of what a stored variant trains and ships (its name and batch size aside)."""
+    full = {**UNSTORED, **variant}
+    full["batchnorm"] = "recompute" if full.pop("recompute_batchnorm", False) else full["batchnorm"]
+    for count in SHARES:
+        full[count] = round(full[count] / full["batch_size"], 4)
+    if not full["turned_anomalies"]:
+        full["turns"] = None  # no turned anomalies: which turns is moot
+    kept = {k: v for k, v in sorted(full.items()) if k not in ("name", "batch_size")}
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:6]
+
+
+def method(run: Run) -> str:
+    """The row a run belongs to: its configuration's digest (AGAD runs) or its baseline."""
+    if isinstance(run.get("variant"), dict):
+        return configuration(run["variant"])
+    return str(run["label"])
+
+
+def today(name: str) -> str:
+    """The configuration a preset is now."""
+    return configuration(PRESETS[name].to_dict())
+
+
+def headline(run: Run) -> tuple[float | None, float | None]:
+    """(dev, test) AUROC of the score the run's model ships."""
+    score = run["score"]
+    return run["dev"]["auroc"].get(score), run["test"]["auroc"].get(score)
+
+
+def setting(run: Run) -> tuple[str, float, int]:
+    return str(run["data"]), float(run["gamma"]), int(run.get("image_size") or 0)
+
+
+def seed_of(run: Run) -> int:
+    return int(run.get("train_seed", run.get("seed", 0)) or 0)
+
+
+def latest(runs: Iterable[Run]) -> dict[tuple[str, tuple[str, float, int], int], Run]:
+    """One run per (method, setting, seed): the one that finished last."""
+    chosen: dict[tuple[str, tuple[str, float, int], int], Run] = {}
+    for run in sorted(runs, key=lambda r: r.get("finished_at", "")):
+        if "dev" in run and "test" in run and "score" in run:
+            chosen[(method(run), setting(run), seed_of(run))] = run
+    return chosen
+
+
+def cell(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def named_rows(gamma: float) -> list[tuple[str, str]]:
+    """(label, method) of the rows of the main tables, today's presets first."""
+    rows = [(label, today(name)) for name, label in ROWS.items()]
+    unsupervised = ("autoencoder", "skip-ganomaly", "knn", "pca")
+    for key, label in BASELINES.items():
+        if (gamma == 0) == (key in unsupervised):
+            rows.append((label, today(key) if key in PRESETS else key))
+    return rows
+
+
+def fmnist_table(runs: dict[Any, Run], gamma: float) -> str:
+    rows = []
+    for label, key in named_rows(gamma):
+        found = [runs.get((key, (f"fmnist:{c}", gamma, 32), 0)) for c in range(10)]
+        values = [headline(run)[1] if run else None for run in found]
+        done = [v for v in values if v is not None]
+        if done:
+            average = cell(mean(done), 4) if len(done) == 10 else f"({len(done)}/10 classes)"
+            rows.append([label, *map(cell, values), average])
+    return table(["method", *map(str, range(10)), "mean"], rows)
+
+
+def elpv_table(runs: dict[Any, Run]) -> str:
+    rows = []
+    for gamma in (0.0, 0.01, 0.05):
+        for label, key in named_rows(gamma):
+            run = runs.get((key, ("elpv", gamma, 64), 0))
+            if run is None:
+                continue
+            at = run["test"]["at_threshold"]
+            groups = at.get("groups", {})
+            balanced = (run["test"].get("at_balanced_threshold") or {}).get("accuracy")
+            rows.append([
+                label, str(gamma), cell(headline(run)[1]), cell(groups.get("prob_0.667", {}).get("auroc")),
+                cell(groups.get("prob_0.333", {}).get("auroc")), cell(at["accuracy"]), cell(at["f1"]),
+                cell(balanced), f"{run.get('wall_seconds', 0):.0f}",
+            ])  # fmt: skip
+    header = ["method", "γ", "AUROC (1.0)", "AUROC (0.667)", "AUROC (0.333)", "accuracy", "F1",
+              "accuracy (balanced thr.)", "wall s"]  # fmt: skip
+    return table(header, rows)
+
+
+def seeds_table(runs: dict[Any, Run]) -> str:
+    """Today's default over every seed run, per setting: test AUROC per seed and their mean."""
+    key = today("default")
+    by_setting: dict[tuple[str, float, int], dict[int, float]] = defaultdict(dict)
+    for (name, where, seed), run in runs.items():
+        if name == key and (value := headline(run)[1]) is not None:
+            by_setting[where][seed] = value
+    rows = []
+    for (data, gamma, size), seeds in sorted(by_setting.items()):
+        if len(seeds) > 1:
+            shown = ", ".join(f"{s}: {v:.3f}" for s, v in sorted(seeds.items()))
+            rows.append([data, str(gamma), str(size), shown, cell(mean(seeds.values()), 4)])
+    return table(["data", "γ", "px", "test AUROC by seed", "mean"], rows)
+
+
+def throughput_table(all_runs: list[Run]) -> str:
+    measured = sorted(
+        (r for r in all_runs if r.get("table") == "throughput"),
+        key=lambda r: (r["image_size"], r["arch"], r["finished_at"]),
+    )
+    rows = [
+        [
+            str(r.get("variant", "faithful")),
+            r["commit"],
+            str(r["arch"]),
+            str(r["image_size"]),
+            str(r["batch_size"]),
+            f"{r['images_per_second']:.0f}",
+            str(r["machine"]["torch_threads"]),
+            r["machine"]["cpu"],
+        ]
+        for r in measured
+    ]
+    header = ["variant (as named then)", "commit", "generator", "px", "batch", "images/s", "threads", "CPU"]
+    return table(header, rows)
+
+
+def history_table(runs: dict[Any, Run]) -> str:
+    """Every AGAD configuration that ran: what it changes from the paper (its own stored fields), and
+    its mean dev and test AUROC per setting, seed 0."""
+    grouped: dict[str, list[Run]] = defaultdict(list)
+    for (name, _, seed), run in runs.items():
+        if isinstance(run.get("variant"), dict) and seed == 0:
+            grouped[name].append(run)
+    rows = []
+    for digest, members in sorted(grouped.items(), key=lambda item: min(r["finished_at"] for r in item[1])):
+        stored = {**UNSTORED, **members[0]["variant"]}
+        name = f"{' / '.join(sorted({r['variant']['name'] for r in members}))} [{digest}]"
+        changes = [f"{k}={v}" for k, v in stored.items() if k in PAPER and PAPER[k] != v]
+        changes += [f"{k}={v}" for k, v in stored.items() if k in UNSTORED and UNSTORED[k] != v]
+        changes += [f"score={stored['score']}"] if stored["score"] != "l2" else []
+        by_setting: dict[tuple[str, float, int], list[Run]] = defaultdict(list)
+        for run in members:
+            data, gamma, size = setting(run)
+            by_setting[(data.split(":")[0], gamma, size)].append(run)
+        for (data, gamma, size), group in sorted(by_setting.items()):
+            dev, test = zip(*(headline(r) for r in group), strict=True)
+            rows.append([
+                name, ", ".join(changes) or "the paper's", f"{data} γ={gamma} {size}px", str(len(group)),
+                cell(_mean(dev)), cell(_mean(test)), ", ".join(sorted({r["commit"] for r in group})),
+            ])  # fmt: skip
+    header = ["configuration", "changes from the paper", "setting", "runs", "dev", "test", "commits"]
+    return table(header, rows)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return mean(present) if present else None
+
+
+def tables() -> dict[str, Callable[[], str]]:
+    every = load_runs()
+    runs = latest(every)
+    return {
+        "fmnist-0": lambda: fmnist_table(runs, 0.0),
+        "fmnist-0.05": lambda: fmnist_table(runs, 0.05),
+        "elpv": lambda: elpv_table(runs),
+        "seeds": lambda: seeds_table(runs),
+        "throughput": lambda: throughput_table(every),
+        "history": lambda: history_table(runs),
+    }
+
+
+def render(text: str) -> str:
+    for name, make in tables().items():
+        begin, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+        start, stop = text.find(begin), text.find(end)
+        if start < 0 or stop < start:
+            raise SystemExit(f"{DOC}: the markers {begin} ... {end} are missing")
+        text = text[: start + len(begin)] + "\n" + make() + "\n" + text[stop:]
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="fail if the tables are out of date")
+    args = parser.parse_args()
+    text = DOC.read_text()
+    rendered = render(text)
+    if args.check:
+        if rendered != text:
+            print(f"{DOC} is out of date: run python benchmarks/render.py", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(rendered)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
