@@ -47,7 +47,9 @@ Run = dict[str, Any]
 
 
 def load_runs() -> list[Run]:
-    return [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*/*.json"))]
+    """Every committed run file (scratch-* folders hold runs that are not for the tables)."""
+    paths = sorted(p for p in RESULTS.glob("*/*.json") if not p.parent.name.startswith("scratch-"))
+    return [json.loads(path.read_text()) for path in paths]
 
 
 def configuration(variant: dict[str, Any]) -> str:
