@@ -152,11 +152,49 @@ class ScorerSettings(BaseModel):
 
 
 class ReviewSettings(BaseModel):
-    """The operators' review web page."""
+    """The operators' review page and the review queue's timing."""
 
     host: str = Field("127.0.0.1", description="address the review page binds to")
-    port: int = Field(8080, ge=1, le=65535, description="port of the review page")
-    token: SecretStr | None = Field(None, description="bearer token reviewers must present; unset = open")
+    port: int = Field(8080, ge=1, le=65535, description="port of the review page (and its /metrics)")
+    reviewers: SecretStr | None = Field(
+        None,
+        description="who may review: comma-separated name:token pairs (secret); the name goes into each "
+        "label; the page does not start without one",
+    )
+    defects: str = Field(
+        "crack,scratch,stain,missing,other",
+        description="defect names an operator can give a confirmed anomaly, comma-separated",
+    )
+    claim_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="an opened item stays an operator's this long, then returns to the queue",
+    )
+    max_age_h: float = Field(
+        72.0, gt=0, description="undecided items older than this leave the queue (counted and logged)"
+    )
+    session_hours: float = Field(12.0, gt=0, le=720, description="how long a sign-in lasts")
+    secure_cookies: bool = Field(
+        False, description="mark the session cookie Secure (set when the page is served over HTTPS)"
+    )
+
+    def reviewer_tokens(self) -> dict[str, str]:
+        """token -> reviewer name, from ``reviewers``; ValueError naming what is malformed."""
+        found: dict[str, str] = {}
+        text = self.reviewers.get_secret_value() if self.reviewers else ""
+        for pair in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, token = pair.partition(":")
+            if not sep or not name.strip() or len(token.strip()) < 8:
+                raise ValueError(
+                    "AGAD_REVIEW__REVIEWERS takes name:token pairs separated by commas, each token at least "
+                    f"8 characters; entry {len(found) + 1} is not one"
+                )
+            found[token.strip()] = name.strip()
+        return found
+
+    def defect_names(self) -> list[str]:
+        return [name.strip() for name in self.defects.split(",") if name.strip()]
 
 
 class Settings(BaseSettings):

@@ -49,7 +49,10 @@ def test_installed_command_runs(agad: Agad) -> None:
 
 
 def test_config_show_masks_secrets(agad: Agad) -> None:
-    secrets = {"AGAD_KAFKA__SASL_PASSWORD": "pa55-kafka-secret", "AGAD_REVIEW__TOKEN": "review-token-secret"}
+    secrets = {
+        "AGAD_KAFKA__SASL_PASSWORD": "pa55-kafka-secret",
+        "AGAD_REVIEW__REVIEWERS": "ana:review-token-secret",
+    }
     env = {**secrets, "AGAD_KAFKA__SASL_USERNAME": "scorer", "AGAD_SCORER__MAX_BATCH": "16"}
 
     text = agad("config", "show", env=env)
@@ -62,7 +65,7 @@ def test_config_show_masks_secrets(agad: Agad) -> None:
 
     shown = json.loads(as_json.stdout)
     assert shown["AGAD_KAFKA__SASL_PASSWORD"] == "********"
-    assert shown["AGAD_REVIEW__TOKEN"] == "********"
+    assert shown["AGAD_REVIEW__REVIEWERS"] == "********"
     assert shown["AGAD_SCORER__MAX_BATCH"] == 16
     assert shown["AGAD_KAFKA__TOPICS__FRAMES"] == "frames"
 

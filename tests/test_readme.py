@@ -44,7 +44,7 @@ def test_review_table_names_every_field() -> None:
     from agad_stream.review.queue import ReviewItem, _fields
 
     item = ReviewItem("f", "c", 1, 0.5, 0.4, "v", b"x", "image/png", np.zeros((4, 4), np.float32))
-    assert _table_names("per flagged frame the hash") == set(_fields(item))
+    assert _table_names("per flagged frame the hash") == {*_fields(item), "entry_id"}  # entry_id: by Redis
 
 
 def test_results_tables_are_generated_from_the_run_files() -> None:

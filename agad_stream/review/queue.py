@@ -3,15 +3,18 @@
 Keys, all under the configured prefix:
 
 - ``review:pending`` — a stream of ``{frame_id}`` entries with the consumer group ``reviewers``
-  (claim with a visibility timeout, re-deliver what a reviewer abandoned: Redis streams do that).
+  (claim with a visibility timeout, re-deliver what a reviewer abandoned: Redis streams do that;
+  :mod:`agad_stream.review.store` is the reviewers' side).
 - ``review:item:<frame_id>`` — a hash with the frame's image (the bytes the camera sent, and their
-  content type), its heat-map as PNG, score, threshold, camera, capture time and model version.
+  content type), its heat-map as PNG, score, threshold, camera, capture time, model version and
+  the id of its stream entry (``entry_id``).
+- ``review:scores`` — a sorted set of the pending frame_ids by score: the queue, worst first.
 - ``review:seen:<frame_id>`` — a marker that the frame was queued once, kept for
   :data:`SEEN_TTL_S` even after the item is decided and deleted.
 
 :meth:`ReviewQueue.add` is idempotent by frame_id: one Lua script sets the marker with ``NX`` and
-only when it was new writes the hash and appends to the stream, atomically. A scorer replaying
-frames after a crash therefore never shows an operator the same frame twice.
+only when it was new writes the hash, appends to the stream and indexes the score, atomically. A
+scorer replaying frames after a crash therefore never shows an operator the same frame twice.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ GROUP: Final = "reviewers"
 
 _ADD = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('XADD', KEYS[3], '*', 'frame_id', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+local entry = redis.call('XADD', KEYS[3], '*', 'frame_id', ARGV[2])
+redis.call('HSET', KEYS[2], 'entry_id', entry)
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
 return 1
 """
 
@@ -56,7 +61,9 @@ class ReviewQueue:
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
+        self.prefix = prefix
         self.stream = f"{prefix}review:pending"
+        self.scores = f"{prefix}review:scores"
         self._item = f"{prefix}review:item:"
         self._seen = f"{prefix}review:seen:"
         self._add = client.register_script(_ADD)
@@ -82,8 +89,8 @@ class ReviewQueue:
             for name, value in _fields(item).items():
                 fields += [name, value]
             self._add(
-                keys=[self._seen + item.frame_id, self._item + item.frame_id, self.stream],
-                args=[SEEN_TTL_S, item.frame_id, *fields],
+                keys=[self._seen + item.frame_id, self._item + item.frame_id, self.stream, self.scores],
+                args=[SEEN_TTL_S, item.frame_id, repr(float(item.score)), *fields],
                 client=pipe,
             )
         return sum(int(added) for added in pipe.execute())
