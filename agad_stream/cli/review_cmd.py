@@ -10,10 +10,11 @@ from typing import Any
 
 from agad_stream.cli import args as types
 from agad_stream.config import load_settings
+from agad_stream.connections import redis_client
 from agad_stream.errors import AgadError
 from agad_stream.review.decisions import SKIP
 from agad_stream.review.labels import LABELS
-from agad_stream.review.service import redis_client, reviewers_from, reviewing_from
+from agad_stream.review.service import reviewers_from, reviewing_from
 
 log = logging.getLogger(__name__)
 

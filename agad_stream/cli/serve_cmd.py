@@ -7,12 +7,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import redis
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from agad_stream.cli import args as types
 from agad_stream.config import Settings, load_settings
+from agad_stream.connections import redis_client
 from agad_stream.errors import AgadError
 from agad_stream.inference import BACKEND_KINDS, Backend, backend_options, load_backend
 from agad_stream.logs import use_json_logs
@@ -145,18 +145,7 @@ def check_services(settings: Settings) -> None:
             f"topic {', '.join(missing)} does not exist on {kafka.bootstrap_servers}; create the topics with "
             "`agad topics create`, or set the variable to an existing topic"
         )
-    client = redis.Redis.from_url(
-        settings.redis.url, **settings.redis.client_options(), socket_connect_timeout=5
-    )
-    try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        raise AgadError(
-            f"cannot reach Redis at {settings.redis.url} ({exc}); check AGAD_REDIS__URL and "
-            "AGAD_REDIS__PASSWORD, or start a local server with `agad services up`"
-        ) from None
-    finally:
-        client.close()
+    redis_client(settings).close()
 
 
 def _models_consumer(settings: Settings) -> KafkaConsumer | None:

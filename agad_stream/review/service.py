@@ -12,20 +12,6 @@ from agad_stream.review.labels import label_producer
 from agad_stream.review.store import ReviewStore
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    client = redis.Redis.from_url(
-        settings.redis.url, **settings.redis.client_options(), socket_timeout=5, socket_connect_timeout=5
-    )
-    try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        raise AgadError(
-            f"cannot reach Redis at {settings.redis.url} ({exc}); check AGAD_REDIS__URL and "
-            "AGAD_REDIS__PASSWORD, or start a local server with `agad services up`"
-        ) from None
-    return client
-
-
 def reviewing_from(settings: Settings, client: redis.Redis) -> Reviewing:
     review = settings.review
     store = ReviewStore(client, settings.redis.key_prefix, review.claim_timeout_s, review.max_age_h * 3600)

@@ -8,6 +8,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from agad_stream.config import Settings
+from agad_stream.connections import redis_client
 from agad_stream.stream.delivery import SEND_WAIT_S
 
 HEARTBEAT_MS = 1000
@@ -54,7 +55,4 @@ def connect(settings: Settings) -> Clients:
         linger_ms=2,
         delivery_timeout_ms=int(SEND_WAIT_S * 1000) + 5000,
     )
-    client = redis.Redis.from_url(
-        settings.redis.url, **settings.redis.client_options(), socket_timeout=5, socket_connect_timeout=5
-    )
-    return Clients(consumer, producer, client)
+    return Clients(consumer, producer, redis_client(settings, check=False))
