@@ -67,6 +67,8 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
             "turned_anomalies=0",
             "--set",
             "stretched_anomalies=0",
+            "--gamma",
+            "0",
             "--no-progress",
             "--model-version",
             "v-test",
@@ -231,3 +233,22 @@ def test_stuck_pixels_are_those_missed_on_nearly_every_normal_image() -> None:
 
     assert stuck_pixels(AnomalyScorer(_WhiteAt([(2, 3), (5, 5), (7, 0)])), split) == [(2, 3), (7, 0)]
     assert stuck_pixels(AnomalyScorer(_WhiteAt([])), split) == []
+
+
+def test_labelled_defects_in_the_folder_are_used_unless_gamma_says_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "parts"
+    _write_folder(data)  # six labelled defects under train/scratch/
+    common = ["--data", f"folder:{data}", "--epochs", "1", "--set", "batch_size=16", "--no-progress"]
+    assert main(["train", *common, "--out", str(tmp_path / "all")]) == 0
+    out = capsys.readouterr().out
+    card = json.loads((tmp_path / "all" / "model.json").read_text())
+    splits = card["data"]["splits"]
+    assert splits["train"]["anomalous"] + splits["val"]["anomalous"] == 6
+    assert (
+        f"labelled defects: {splits['train']['anomalous']} trained, {splits['val']['anomalous']} validated"
+        in out
+    )
+    assert main(["train", *common, "--out", str(tmp_path / "none"), "--gamma", "0"]) == 0
+    assert "labelled defects: 0 trained, 0 validated" in capsys.readouterr().out

@@ -55,8 +55,8 @@ def register_train(subparsers: Any) -> None:
     train.add_argument(
         "--gamma",
         type=GAMMA,
-        default=0.0,
-        help="fraction of labelled anomalies in training, a/(n+a), below 1",
+        help="fraction of labelled anomalies in training, a/(n+a), below 1; a folder's train/<defect>/ "
+        "images are all used by default (--gamma caps them, 0 turns them off); elpv and fmnist default to 0",
     )
     train.add_argument("--seed", type=types.non_negative, default=0, help="seed of the split and of training")
     train.add_argument(
@@ -172,6 +172,14 @@ def run_train(args: argparse.Namespace) -> int:
             f"wrote {args.out} (version {card.model_version}, best epoch {card.training['best_epoch']}/"
             f"{args.epochs}, score {card.score.method}, threshold {card.threshold.value:.4g} by "
             f"{card.threshold.method}); test AUROC {_fmt(test['auroc'])}, accuracy {test['accuracy']:.3f}"
+        )
+        print(
+            f"labelled defects: {dataset.train.n_anomalous} trained, {dataset.val.n_anomalous} validated"
+            + (
+                " (folder images under train/<defect>/; --gamma 0 turns them off)"
+                if dataset.train.n_anomalous
+                else ""
+            )
         )
     return 0
 

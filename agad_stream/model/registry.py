@@ -6,9 +6,12 @@
       current          the name of the current version's directory, one line
       fm0-v1/          model directories (model.json, weights.safetensors, model.onnx, ...)
       fm0-v2/
+      history.jsonl    one line per promotion: version, previous version, when, why
 
 Promoting a version rewrites ``current`` atomically (write a temporary file, then rename), so a
 scorer that polls the pointer reads either the old name or the new one, never half a name.
+Directories whose name starts with a dot are versions being written (``.incoming-*``), never
+served or listed.
 """
 
 from __future__ import annotations
@@ -55,3 +58,14 @@ def set_current(registry: Path, version: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def versions(registry: Path) -> list[Path]:
+    """The version directories of ``registry`` (those holding a model card), oldest first by name."""
+    if not registry.is_dir():
+        return []
+    return sorted(
+        p
+        for p in registry.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "model.json").is_file()
+    )

@@ -13,10 +13,11 @@ and sub-folders (MVTec's ``ground_truth/`` masks) are ignored. Grayscale or colo
 every image is converted to that. Images go through ``agad_stream.preprocess.prepare_image``, so
 training sees exactly what a scorer sees for the same file.
 
-Splits: a seeded ``val_fraction`` of train/good is held out as val. With γ = 0 the labelled
-anomalies in train/<defect>/ are ignored (semi-supervised). With γ > 0 they are the pool that
-train and val draw from (see ``sampling``); γ is a cap here: when the folder has fewer labelled
-anomalies than γ asks for, all of them are used, shared between train and val in proportion,
+Splits: a seeded ``val_fraction`` of train/good is held out as val. Labelled anomalies in
+train/<defect>/ are all used unless ``gamma`` says otherwise: they are the pool that train and val
+draw from (see ``sampling``), γ = 0 ignores them (semi-supervised), and γ > 0 is a cap: when the
+folder has fewer labelled anomalies than γ asks for, all of them are used, shared between train
+and val in proportion,
 and ``DataSet.gamma_effective`` / ``summary()["gamma_effective"]`` says what γ really was.
 test/ is optional (the test split is then empty); images are not cached.
 """
@@ -93,13 +94,12 @@ def load(
     path: str,
     image_size: int,
     *,
-    gamma: float,
+    gamma: float | None,
     seed: int,
     channels: int | None,
     val_fraction: float,
 ) -> DataSet:
-    """The DataSet of an MVTec-style folder."""
-    check_gamma(gamma)
+    """The DataSet of an MVTec-style folder; ``gamma`` None uses every labelled anomaly it holds."""
     root = Path(path).expanduser()
     good = root / "train" / NORMAL_GROUP
     normals = _images_in(good) if good.is_dir() else []
@@ -111,6 +111,9 @@ def load(
 
     keep, held = split_off(len(normals), val_fraction, rng_for(seed, NORMAL_STREAM))
     labelled = [(p, d.name) for d in _defect_folders(root / "train") for p in _images_in(d)]
+    if gamma is None:
+        gamma = len(labelled) / (len(labelled) + len(normals)) if labelled else 0.0
+    check_gamma(gamma)
     if gamma > 0 and not labelled:
         raise AgadError(
             f"gamma={gamma} needs labelled anomalies in {root / 'train'}/<defect>/; there are none"

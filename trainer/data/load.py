@@ -17,14 +17,15 @@ def load_dataset(
     spec: str,
     image_size: int,
     *,
-    gamma: float = 0.0,
+    gamma: float | None = 0.0,
     seed: int = 0,
     channels: int | None = None,
     val_fraction: float = 0.1,
 ) -> DataSet:
     """Load the data set named by ``spec``, every image resized to ``image_size`` square.
 
-    ``gamma`` is the labelled-anomaly fraction a / (n + a) of train (0: normals only).
+    ``gamma`` is the labelled-anomaly fraction a / (n + a) of train (0: normals only; None: a
+    folder's every labelled anomaly, and 0 for the data sets with a fixed protocol).
     ``channels`` None keeps the data set's own (1 for elpv and Fashion-MNIST, the first training
     image's for a folder). ``seed`` fixes every random choice; ``val_fraction`` is the share of
     training normals held out for validation (elpv ignores it: its split is a committed file).
@@ -40,10 +41,10 @@ def load_dataset(
             spec, arg, image_size, gamma=gamma, seed=seed, channels=channels, val_fraction=val_fraction
         )
     if kind == "elpv" and not arg:
-        return elpv.load(spec, image_size, gamma=gamma, seed=seed, channels=channels)
+        return elpv.load(spec, image_size, gamma=gamma or 0.0, seed=seed, channels=channels)
     if kind == "fmnist" and arg:
         return fmnist.load(
-            spec, arg, image_size, gamma=gamma, seed=seed, channels=channels, val_fraction=val_fraction
+            spec, arg, image_size, gamma=gamma or 0.0, seed=seed, channels=channels, val_fraction=val_fraction
         )
     raise AgadError(f"unknown data set spec {spec!r}: use {SPECS}")
 
