@@ -215,6 +215,43 @@ def history_table(runs: dict[Any, Run]) -> str:
     return table(header, rows)
 
 
+def loop_table(all_runs: list[Run], name: str) -> str:
+    """benchmarks/loop.py: per run, what a retrain on operator labels changed on the unlabelled stream."""
+    rows = []
+    runs = sorted(
+        (r for r in all_runs if r.get("table") == name),
+        key=lambda r: (r["data"], r["retrain_epochs"], r["seed"]),
+    )
+    for run in runs:
+        stream, report = run["on_unlabelled_stream"], run["retrain"]["report"] or {}
+        after = stream.get("retrained", {})
+        rows.append(
+            [
+                f"{run['data']}, {run['retrain_epochs']} epochs, seed {run['seed']}",
+                f"{run['labelled']} ({run['labelled_anomalous']} defects) of {run['streamed']}",
+                cell(stream["before"]["auroc"]),
+                cell(after.get("auroc")),
+                cell(stream["from_scratch"]["auroc"]),
+                _change(stream["before"]["precision"], after.get("precision")),
+                _change(report.get("current", {}).get("auroc"), report.get("candidate", {}).get("auroc")),
+                run["retrain"]["status"],
+                run["machine"]["cpu"],
+            ]
+        )
+    if len(runs) > 1 and len({(r["data"], r["retrain_epochs"]) for r in runs}) == 1:
+        means = [
+            _mean(r["on_unlabelled_stream"][k].get("auroc") for r in runs)
+            for k in ("before", "retrained", "from_scratch")
+        ]
+        rows.append(["mean", "", *map(cell, means), "", "", "", ""])
+    header = ["run", "labels", "AUROC before", "retrained", "from scratch", "precision of flags"]
+    return table([*header, "holdout AUROC", "retrain", "CPU"], rows)
+
+
+def _change(before: float | None, after: float | None) -> str:
+    return f"{cell(before)} → {cell(after)}"
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return mean(present) if present else None
@@ -230,6 +267,8 @@ def tables() -> dict[str, Callable[[], str]]:
         "seeds": lambda: seeds_table(runs),
         "throughput": lambda: throughput_table(every),
         "history": lambda: history_table(runs),
+        "loop": lambda: loop_table(every, "loop"),
+        "loop-dev": lambda: loop_table(every, "loop-dev"),
     }
 
 

@@ -50,6 +50,14 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["simulate", "--data", "elpv", "--duration", "0"], "--duration"),
     (["simulate", "--data", "elpv", "--image-size", "3"], "--image-size"),
     (["services", "up", "--only", "zookeeper"], "--only"),
+    (["retrain", "--every", "soon"], "--every"),
+    (["retrain", "--margin", "2"], "--margin"),
+    (["retrain", "--holdout", "1"], "--holdout"),
+    (["retrain", "--epochs", "0"], "--epochs"),
+    (["demo", "--port", "0"], "--port"),
+    (["demo", "--image-size", "100"], "--image-size"),
+    (["review", "serve", "--port", "70000"], "--port"),
+    (["review", "decide", "f", "--label", "maybe", "--reviewer", "ana"], "--label"),
 ]
 
 

@@ -57,6 +57,7 @@ def number(
 positive = integer(1)
 non_negative = integer(0)
 port = integer(0, 65535)
+listening_port = integer(1, 65535)
 fraction = number(0.0, 1.0)
 
 

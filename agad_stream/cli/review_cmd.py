@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     serve_parser = actions.add_parser("serve", help="serve the review page (the default)")
     serve_parser.add_argument("--host", help="address to bind (AGAD_REVIEW__HOST)")
-    serve_parser.add_argument("--port", type=types.integer(1, 65535), help="port (AGAD_REVIEW__PORT)")
+    serve_parser.add_argument("--port", type=types.listening_port, help="port (AGAD_REVIEW__PORT)")
     serve_parser.set_defaults(func=serve)
     listing = actions.add_parser("list", help="pending items, highest score first")
     listing.add_argument("--camera", help="only this camera's items")
