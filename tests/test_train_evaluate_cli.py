@@ -252,3 +252,50 @@ def test_labelled_defects_in_the_folder_are_used_unless_gamma_says_otherwise(
     )
     assert main(["train", *common, "--out", str(tmp_path / "none"), "--gamma", "0"]) == 0
     assert "labelled defects: 0 trained, 0 validated" in capsys.readouterr().out
+
+
+def test_calibrate_writes_a_version_with_another_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agad_stream.inference import load_backend
+
+    data = tmp_path / "parts"
+    _write_folder(data)
+    model = tmp_path / "m"
+    common = [
+        "--data",
+        f"folder:{data}",
+        "--epochs",
+        "1",
+        "--set",
+        "batch_size=16",
+        "--gamma",
+        "0",
+        "--no-progress",
+    ]
+    assert main(["train", *common, "--out", str(model), "--model-version", "m1"]) == 0
+    card = json.loads((model / "model.json").read_text())
+    low, high = card["threshold"]["val_fpr_interval"]
+    assert low <= card["threshold"]["val_fpr"] <= high and 0 <= card["threshold"]["synthetic_recall"] <= 1
+    capsys.readouterr()
+
+    assert (
+        main(["calibrate", "--model", str(model), "--target-fpr", "0.25", "--model-version", "m1-loose"]) == 0
+    )
+    loose = json.loads((tmp_path / "m1-loose" / "model.json").read_text())
+    assert loose["parent_version"] == "m1" and loose["threshold"]["method"] == "normal_quantile"
+    assert (
+        loose["threshold"]["target_fpr"] == 0.25 and loose["threshold"]["value"] < card["threshold"]["value"]
+    )
+    assert 0.1 <= loose["threshold"]["val_fpr"] <= 0.4
+    assert load_backend(tmp_path / "m1-loose", "onnxruntime").card.model_version == "m1-loose"
+    capsys.readouterr()
+    strict = tmp_path / "strict"
+    assert (
+        main(["calibrate", "--model", str(model), "--threshold", "1e9", "--out", str(strict), "--json"]) == 0
+    )
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["threshold"]["val_fpr"] == 0.0 and shown["metrics"]["test"]["recall"] == 0.0
+    assert main(["evaluate", "--model", str(strict), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["expected"]["val_fpr"] == 0.0 and report["fpr"] == 0.0

@@ -29,7 +29,7 @@ from torch import nn
 
 from agad_stream.errors import AgadError
 from agad_stream.model.artifact import DEFECT_MEMORY_KEY, MEMORY_KEY, WEIGHTS, save_model
-from agad_stream.model.card import InputSpec, ModelCard
+from agad_stream.model.card import InputSpec, ModelCard, Threshold
 from agad_stream.model.provenance import remove_derived
 from agad_stream.model.score import AnomalyScorer
 from agad_stream.preprocess import to_model_input
@@ -39,9 +39,10 @@ from trainer.agad.evaluation import epoch_evaluator, normal_batches, selection_c
 from trainer.agad.score_choice import ScoreChoice, shipped_scorer
 from trainer.agad.step import AgadStep
 from trainer.agad.symmetry import TurnChoice, choose_turns
+from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import Variant
 from trainer.data import DataSet, Split
-from trainer.evaluate import evaluation_report, score_split, stuck_pixels
+from trainer.evaluate import evaluation_report, score_images, score_split, stuck_pixels
 from trainer.fit import FitResult, fit
 from trainer.metrics import ThresholdRule, calibrate_threshold
 
@@ -219,8 +220,13 @@ def model_card(
     """model.json of a trained model: threshold calibrated on validation, metrics of every split."""
     variant, result = config.variant, networks.fit
     val_scores = score_split(scorer, dataset.val)
-    threshold = calibrate_threshold(
-        dataset.val.labels, val_scores, target_fpr=config.target_fpr, rule=config.threshold_rule
+    threshold = with_synthetic_recall(
+        calibrate_threshold(
+            dataset.val.labels, val_scores, target_fpr=config.target_fpr, rule=config.threshold_rule
+        ),
+        scorer,
+        dataset,
+        config.seed,
     )
     test_scores = score_split(scorer, dataset.test)
     normal_val = val_scores[dataset.val.labels == 0]
@@ -261,6 +267,18 @@ def model_card(
         },
         training=training,
     )
+
+
+def with_synthetic_recall(
+    threshold: Threshold, scorer: AnomalyScorer, dataset: DataSet, seed: int
+) -> Threshold:
+    """``threshold`` with the share of damaged validation normals (a drawn scratch, a pasted patch)
+    it flags: what it catches of defects nobody labelled, as far as drawn ones can tell."""
+    normal = tensors(dataset.val)[torch.from_numpy(dataset.val.labels == 0)]
+    if not len(normal):
+        return threshold
+    damaged = score_images(scorer, synthetic_defects(normal, seed))
+    return threshold.model_copy(update={"synthetic_recall": float((damaged >= threshold.value).mean())})
 
 
 def generator_weights(model_dir: Path) -> dict[str, torch.Tensor]:

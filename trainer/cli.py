@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -14,6 +15,7 @@ import torch
 from agad_stream.cli import args as types
 from agad_stream.errors import AgadError
 from agad_stream.model.artifact import load_scorer
+from agad_stream.model.card import load_card
 from agad_stream.model.generator import ARCHITECTURES
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.api import TrainConfig, train
@@ -96,6 +98,50 @@ def register_train(subparsers: Any) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print the model card as JSON")
     train.set_defaults(func=run_train)
+
+
+def register_calibrate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="write a new model version with another threshold, without retraining",
+        description="Copy MODEL's weights and score into a new version whose threshold flags --target-fpr of "
+        "the validation normals, or sits at --threshold; model.json says what it means on validation (the "
+        "false-positive rate with its 95 % interval, the share of drawn damage it flags) and on test. "
+        "Promote it with `agad models promote` when it lives in the registry.",
+    )
+    parser.add_argument("--model", required=True, type=types.model_dir, help="model directory")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--target-fpr",
+        type=types.number(0, 1, low_open=True, high_open=True),
+        help="false alarms among normals",
+    )
+    target.add_argument("--threshold", type=types.number(), help="flag scores at or above this")
+    parser.add_argument(
+        "--out", type=Path, help="new model directory (default: beside MODEL, named by version)"
+    )
+    parser.add_argument("--model-version", help="name of the new version (default: MODEL's plus a timestamp)")
+    types.add_json_flag(parser)
+    parser.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from trainer.calibrate import recalibrate
+
+    version = args.model_version or f"{load_card(args.model).model_version}-t{datetime.now(UTC):%Y%m%d%H%M%S}"
+    out = args.out or args.model.parent / version
+    card = recalibrate(args.model, out, target_fpr=args.target_fpr, threshold=args.threshold, version=version)
+    t = card.threshold
+    if args.json:
+        print(card.model_dump_json(indent=2))
+    else:
+        low, high = t.val_fpr_interval or (0.0, 1.0)
+        print(
+            f"wrote {out} (version {card.model_version}): threshold {t.value:.4g}, validation false alarms "
+            f"{_fmt(t.val_fpr)} ({low:.3f}-{high:.3f}, {t.n_normal} normals), drawn damage caught "
+            f"{_fmt(t.synthetic_recall)}, test recall {_fmt(card.metrics['test']['recall'])}"
+        )
+    return 0
 
 
 def register_evaluate(subparsers: Any) -> None:
@@ -202,6 +248,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report.update(
         model_version=card.model_version, data=spec, score=card.score.method, threshold=card.threshold.value
     )
+    expected = card.threshold
+    report["expected"] = {
+        "val_fpr": expected.val_fpr,
+        "val_fpr_interval": expected.val_fpr_interval,
+        "synthetic_recall": expected.synthetic_recall,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -213,6 +265,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {key:<18} {_fmt(report[key])}")
     print(f"  score              {card.score.method}")
     print(f"  threshold          {card.threshold.value:.4g} ({card.threshold.method})")
+    low, high = expected.val_fpr_interval or (None, None)
+    print(
+        f"  false alarms       {_fmt(report['fpr'])} of test normals; validation promised "
+        f"{_fmt(expected.val_fpr)} (95 % interval {_fmt(low)}-{_fmt(high)}, {expected.n_normal} normals)"
+    )
+    print(
+        f"  defects caught     {_fmt(report['recall'])} of test defects; validation caught "
+        f"{_fmt(expected.synthetic_recall)} of drawn damage"
+    )
     print(f"  confusion          tp {report['tp']}  fp {report['fp']}  tn {report['tn']}  fn {report['fn']}")
     for group, entry in report["groups"].items():
         print(

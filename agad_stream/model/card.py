@@ -62,6 +62,12 @@ class Threshold(BaseModel):
     n_anomalous: int = Field(0, description="validation anomalies it was calibrated on")
     val_f1: float | None = Field(None, description="F1 on validation (when it holds anomalies)")
     val_fpr: float | None = Field(None, description="share of validation normals at or above it")
+    val_fpr_interval: tuple[float, float] | None = Field(
+        None, description="95 % Wilson interval of that false-positive rate, for the number of normals"
+    )
+    synthetic_recall: float | None = Field(
+        None, description="share of validation normals with a drawn scratch or pasted patch it flags"
+    )
 
 
 class ModelCard(BaseModel):
