@@ -38,7 +38,11 @@ class TopicSettings(BaseModel):
 class KafkaSettings(BaseModel):
     """How to reach the Kafka cluster, and how to authenticate to it."""
 
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        pattern=r"^\s*[\w.\-\[\]:]+:\d{1,5}\s*(,\s*[\w.\-\[\]:]+:\d{1,5}\s*)*$",
+        description="comma-separated host:port list",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how clients talk to the brokers"
     )
@@ -113,7 +117,11 @@ class KafkaSettings(BaseModel):
 class RedisSettings(BaseModel):
     """The Redis server holding the review queue."""
 
-    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// (TLS) URL")
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        pattern=r"^(rediss?://|unix://)\S+$",
+        description="redis:// or rediss:// (TLS) URL, or unix:// for a socket",
+    )
     password: SecretStr | None = Field(None, description="password, if not in the URL (secret)")
     ssl_ca_certs: Path | None = Field(None, description="CA bundle for a rediss:// server")
     key_prefix: str = Field("agad:", description="prefix of every key this project writes")

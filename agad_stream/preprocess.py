@@ -39,6 +39,9 @@ MIN_SIDE: Final = 8
 """Smallest accepted width or height in pixels: smaller frames carry no usable detail."""
 MAX_SIDE: Final = 16384
 """Largest accepted width or height: beyond it a frame is a mistake or a decompression bomb."""
+MAX_PIXELS: Final = 64 * 1024 * 1024
+"""Largest accepted width × height (a 5-megapixel camera sends 5 M): checked in the header, before
+anything is decoded, so that a small file claiming a huge image cannot take the memory."""
 
 RAW_CONTENT_TYPE: Final = "application/x-raw"
 ENCODED_CONTENT_TYPES: Final = frozenset(
@@ -184,6 +187,10 @@ def _check_size(height: int, width: int) -> None:
         raise BadImageError(f"image too small: {width}x{height} px (minimum {MIN_SIDE})")
     if height > MAX_SIDE or width > MAX_SIDE:
         raise BadImageError(f"image too large: {width}x{height} px (maximum {MAX_SIDE})")
+    if height * width > MAX_PIXELS:
+        raise BadImageError(
+            f"image too large: {width}x{height} px (maximum {MAX_PIXELS // 2**20} megapixels)"
+        )
 
 
 def _decode_raw(buffer: bytes, params: dict[str, str]) -> np.ndarray:
@@ -213,8 +220,11 @@ def _decode_raw(buffer: bytes, params: dict[str, str]) -> np.ndarray:
 
 def _decode_encoded(buffer: bytes, what: str) -> np.ndarray:
     header = _peek_size(buffer)
-    if header is not None:
-        _check_size(*header)
+    if header is None:
+        raise BadImageError(
+            f"cannot decode {what} ({len(buffer)} bytes): truncated, or not JPEG/PNG/BMP/TIFF/WebP/PNM"
+        )
+    _check_size(*header)
     if buffer[:2] == b"\xff\xd8" and b"\xff\xd9" not in buffer[-1024:]:
         # Older OpenCV returns a grey-filled picture for a cut JPEG; a complete one ends with EOI.
         raise BadImageError(f"truncated {what} ({len(buffer)} bytes, no end marker)")
@@ -235,7 +245,8 @@ def _decode_encoded(buffer: bytes, what: str) -> np.ndarray:
 
 
 def _peek_size(buffer: bytes) -> tuple[int, int] | None:
-    """(height, width) from a PNG, BMP or JPEG header, to refuse huge frames before decoding them."""
+    """(height, width) from the header of a format the scorer takes, before decoding anything; None
+    for anything else (another format, or a header cut short)."""
     try:
         if buffer[:8] == b"\x89PNG\r\n\x1a\n" and buffer[12:16] == b"IHDR":
             width, height = struct.unpack(">II", buffer[16:24])
@@ -245,8 +256,55 @@ def _peek_size(buffer: bytes) -> tuple[int, int] | None:
             return abs(height), abs(width)
         if buffer[:2] == b"\xff\xd8":
             return _peek_jpeg_size(buffer)
-    except struct.error:
+        if buffer[:4] in (b"II*\x00", b"MM\x00*"):
+            return _peek_tiff_size(buffer)
+        if buffer[:4] == b"RIFF" and buffer[8:12] == b"WEBP":
+            return _peek_webp_size(buffer)
+        if buffer[:1] == b"P" and buffer[1:2] in b"123456":
+            return _peek_pnm_size(buffer)
+    except (struct.error, ValueError, IndexError):
         return None
+    return None
+
+
+def _peek_tiff_size(buffer: bytes) -> tuple[int, int] | None:
+    """ImageLength and ImageWidth of a TIFF's first directory."""
+    order = "<" if buffer[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", buffer[4:8])
+    (count,) = struct.unpack(order + "H", buffer[offset : offset + 2])
+    found: dict[int, int] = {}
+    for i in range(min(count, 4096)):
+        entry = buffer[offset + 2 + 12 * i : offset + 14 + 12 * i]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):
+            found[tag] = struct.unpack(
+                order + ("H" if kind == 3 else "I"), entry[8 : 10 if kind == 3 else 12]
+            )[0]
+    return (found[257], found[256]) if len(found) == 2 else None
+
+
+def _peek_webp_size(buffer: bytes) -> tuple[int, int] | None:
+    chunk = buffer[12:16]
+    if chunk == b"VP8 " and buffer[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", buffer[26:30])
+        return height & 0x3FFF, width & 0x3FFF
+    if chunk == b"VP8L" and buffer[20] == 0x2F:
+        (bits,) = struct.unpack("<I", buffer[21:25])
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        width = int.from_bytes(buffer[24:27], "little") + 1
+        height = int.from_bytes(buffer[27:30], "little") + 1
+        return height, width
+    return None
+
+
+def _peek_pnm_size(buffer: bytes) -> tuple[int, int] | None:
+    """Width and height of a PBM/PGM/PPM: the two numbers after the magic, comments skipped."""
+    numbers: list[int] = []
+    for line in buffer[2:256].split(b"\n"):
+        numbers += [int(token) for token in line.split(b"#")[0].split()]
+        if len(numbers) >= 2:
+            return numbers[1], numbers[0]
     return None
 
 

@@ -62,7 +62,13 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise AgadError(f"{directory} has no {WEIGHTS}; the model directory is incomplete")
-    state = load_file(str(weights), device=str(device))
+    try:
+        state = load_file(str(weights), device=str(device))
+    except Exception as exc:  # safetensors refuses anything that is not its format (a pickle, say)
+        raise AgadError(
+            f"{weights} is not a safetensors file ({type(exc).__name__}: {exc}); nothing in it was run. "
+            "Retrain the model or copy the version's files again"
+        ) from None
     memory = state.pop(MEMORY_KEY, None)
     defect_memory = state.pop(DEFECT_MEMORY_KEY, None)
     generator = build_generator(card.generator, card.input.image_size, card.input.channels)

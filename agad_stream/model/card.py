@@ -32,8 +32,12 @@ MEMORY_METHODS: tuple[MemoryMethod, ...] = ("knn_latent", "l2+knn_latent", "knn_
 """Scores that also look up the image's code in the latent memory (codes of training normals)."""
 
 
+IMAGE_SIZES = (32, 64, 128, 256)
+"""Square input sizes the generators take."""
+
+
 class InputSpec(BaseModel):
-    image_size: int
+    image_size: Literal[32, 64, 128, 256]
     channels: Literal[1, 3]
     colour: Literal["gray", "rgb"]
     normalisation: str = "x / 127.5 - 1 (uint8 pixels to [-1, 1])"
@@ -41,9 +45,9 @@ class InputSpec(BaseModel):
 
 class ScoreSpec(BaseModel):
     method: ScoreMethod | MemoryMethod = "l2"
-    topk_fraction: float = 0.01
-    pool_size: int = 4
-    memory_k: int = Field(5, description="neighbours averaged by the latent memory scores")
+    topk_fraction: float = Field(0.01, gt=0, le=1)
+    pool_size: int = Field(4, ge=1, le=256)
+    memory_k: int = Field(5, ge=1, le=1000, description="neighbours averaged by the latent memory scores")
     reference: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
         description="mean and standard deviation of each part of a summed score on validation normals",
@@ -96,7 +100,7 @@ def load_card(directory: Path) -> ModelCard:
         )
     try:
         return ModelCard.model_validate(json.loads(path.read_text()))
-    except (ValidationError, json.JSONDecodeError) as exc:
+    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AgadError(f"{path} is not a valid model card: {exc}") from None
 
 
