@@ -71,7 +71,7 @@ def register_train(subparsers: Any) -> None:
     )
     train.add_argument(
         "--target-fpr",
-        type=types.number(0, 1, low_open=True, high_open=True),
+        type=types.rate,
         default=0.01,
         help="false-positive rate the threshold aims at when validation has no anomalies",
     )
@@ -113,10 +113,10 @@ def register_calibrate(subparsers: Any) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument(
         "--target-fpr",
-        type=types.number(0, 1, low_open=True, high_open=True),
+        type=types.rate,
         help="false alarms among normals",
     )
-    target.add_argument("--threshold", type=types.number(), help="flag scores at or above this")
+    target.add_argument("--threshold", type=types.score_value, help="flag scores at or above this")
     parser.add_argument(
         "--out", type=Path, help="new model directory (default: beside MODEL, named by version)"
     )

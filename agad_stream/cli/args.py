@@ -59,6 +59,10 @@ non_negative = integer(0)
 port = integer(0, 65535)
 listening_port = integer(1, 65535)
 fraction = number(0.0, 1.0)
+rate = number(0.0, 1.0, low_open=True, high_open=True)
+score_value = number()
+"""A score, e.g. a threshold: any finite number."""
+"""A rate strictly between 0 and 1, such as a false-positive rate."""
 
 
 def image_size(text: str) -> int:

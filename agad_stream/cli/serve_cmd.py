@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=types.number(),
+        type=types.score_value,
         help="flag scores at or above this instead of the model's calibrated threshold "
         "(AGAD_SCORER__THRESHOLD)",
     )

@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
         help="skip a run with fewer new decisions (default 1)",
     )
     parser.add_argument(
-        "--holdout", type=types.number(0, 1, low_open=True, high_open=True), default=HOLDOUT_SHARE,
+        "--holdout", type=types.rate, default=HOLDOUT_SHARE,
         help=f"share of labelled frames held out for the comparison (default {HOLDOUT_SHARE})",
     )  # fmt: skip
     parser.add_argument("--seed", type=types.non_negative, default=0, help="seed of the fine-tune")
