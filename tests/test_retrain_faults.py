@@ -19,6 +19,7 @@ from agad_stream.model.card import load_card
 from agad_stream.model.registry import current_version, set_current
 from agad_stream.review.labels import LabelRecord, decided_now, label_producer, publish
 from deploy.onnx_export import export_onnx
+from deploy.services import manager
 from tests.stream_support import (
     ServeProcess,
     distinct_ids,
@@ -28,7 +29,7 @@ from tests.stream_support import (
     read_topic,
     worker_env,
 )
-from tests.support import KafkaClients
+from tests.support import KafkaClients, Services
 from tests.test_train_evaluate_cli import _write_folder
 from trainer.agad.variant import preset
 from trainer.api import TrainConfig, train
@@ -144,3 +145,22 @@ def test_a_second_retrain_during_the_first_stops_with_a_message(
     message = (tmp_path / "second.log").read_text()
     assert "another retrain is running" in message and "Traceback" not in message
     assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()
+
+
+def test_a_retrain_without_the_broker_stops_with_a_message_and_changes_nothing(
+    services: Services, settings: Settings, registry_with_labels: Path, tmp_path: Path
+) -> None:
+    if services.agad_managed("kafka") is None:
+        pytest.skip("this test stops and restarts the broker, so it needs one that agad manages")
+    before = sorted(p.name for p in registry_with_labels.iterdir())
+    manager.down(services.local, "kafka")
+    try:
+        process = _retrain(settings, tmp_path / "nobroker.log")
+        assert process.wait(timeout=300) == 2
+    finally:
+        manager.up(services.local, "kafka")
+    message = (tmp_path / "nobroker.log").read_text()
+    assert "cannot reach Kafka" in message and "AGAD_KAFKA__BOOTSTRAP_SERVERS" in message
+    assert "Traceback" not in message
+    assert sorted(p.name for p in registry_with_labels.iterdir()) == before
+    assert _consistent(registry_with_labels) == "faults-v1"

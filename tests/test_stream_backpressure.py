@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,3 +59,44 @@ def test_redis_outage_pauses_intake_and_loses_nothing(
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)) == 80
     assert committed_total(kafka_clients, group) == 80
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_stall_stops_without_committing_the_stalled_batch(
+    sig: int,
+    services: Services,
+    settings: Settings,
+    kafka_clients: KafkaClients,
+    redis_client: redis.Redis,
+    stream_models: dict[str, Path],
+    serve: Callable[..., ServeProcess],
+) -> None:
+    if services.agad_managed("redis") is None:
+        pytest.skip("this test stops and restarts Redis, so it needs one that agad manages")
+    worker = serve(stream_models["a"], "w1", threshold=0.0, max_batch=8)
+    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    producer = kafka_clients.producer()
+    produce(producer, settings.kafka.topics.frames, make_frames(16))
+    read_topic(
+        settings, settings.kafka.topics.scores, lambda r: len(distinct_ids(r)) >= 16, "the first scores"
+    )
+    group = settings.kafka.group_id
+    kafka_clients.admin()
+    try:
+        manager.down(services.local, "redis")
+        produce(producer, settings.kafka.topics.frames, make_frames(16, start=16))
+        worker.wait_for(lambda text: "pausing intake" in text, "the worker to pause")
+        assert worker.stop(sig, timeout=60) == 0  # it leaves promptly, although outputs are pending
+        assert "uncommitted; they will be scored again" in worker.text()
+        assert committed_total(kafka_clients, group) == 16
+    finally:
+        manager.up(services.local, "redis")
+    second = serve(stream_models["a"], "w2", threshold=0.0, max_batch=8)
+    # The stalled batch's scores went out before the stop (only Redis was away): wait for the replay.
+    deadline = time.monotonic() + 120
+    while committed_total(kafka_clients, group) < 32 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert second.stop() == 0
+    queued = review_frame_ids(redis_client, settings.redis.key_prefix)
+    assert len(queued) == len(set(queued)) == 32  # the replay queued nothing twice
+    assert committed_total(kafka_clients, group) == 32
