@@ -8,9 +8,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
 from agad_stream.config import Settings
+from deploy.services import manager
 from tests.stream_support import (
     ServeProcess,
     distinct_ids,
@@ -22,7 +24,7 @@ from tests.stream_support import (
     read_topic,
     review_frame_ids,
 )
-from tests.support import KafkaClients
+from tests.support import KafkaClients, Services
 
 FRAMES = 400
 
@@ -66,3 +68,46 @@ def test_sigkill_and_restart_lose_nothing(
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)), "an operator would see a frame twice"
     assert set(queued) == flagged
+
+
+def test_a_replay_after_a_kill_queues_no_review_item_twice(
+    services: Services,
+    settings: Settings,
+    kafka_clients: KafkaClients,
+    redis_client: redis.Redis,
+    stream_models: dict[str, Path],
+    serve: Callable[..., ServeProcess],
+) -> None:
+    """Killed with review items stored and offsets not committed (the broker went away between the
+    two), the worker's successor replays those frames: it scores them and finds their review items
+    already queued."""
+    if services.agad_managed("kafka") is None:
+        pytest.skip("this test stops and restarts the broker, so it needs one that agad manages")
+    model = stream_models["a"]
+    first = serve(model, "first", threshold=-1e9, max_batch=8)  # every frame flagged
+    first.wait_for(lambda _: bool(first.assigned()), "the worker to get partitions")
+    producer = kafka_clients.producer()
+    frames = produce(producer, settings.kafka.topics.frames, make_frames(16))
+    producer.close(timeout=10)
+    stream = settings.redis.key_prefix + "review:pending"
+    manager.down(services.local, "kafka")
+    try:
+        first.wait_for(  # review items stored; then either the scores or the commit cannot go out
+            lambda text: "pausing intake" in text or "commit postponed" in text,
+            "the worker to wait for the broker",
+        )
+        stored = review_frame_ids(redis_client, settings.redis.key_prefix)
+        first.stop(signal.SIGKILL)
+    finally:
+        manager.up(services.local, "kafka")
+    assert stored, "no review item was stored before the kill"
+    second = serve(model, "second", threshold=-1e9, max_batch=8)
+    second.wait_for(lambda text: "were queued before and are not queued again" in text, "the replay")
+    scores_topic = settings.kafka.topics.scores
+    read_topic(settings, scores_topic, lambda r: len(distinct_ids(r)) >= len(frames), "every frame's score")
+    assert second.stop() == 0
+    counts = Counter(json.loads(r.value)["frame_id"] for r in read_all(settings, scores_topic))
+    assert any(counts[frame_id] > 1 for frame_id in stored), "no flagged frame was scored twice: no replay"
+    queued = review_frame_ids(redis_client, settings.redis.key_prefix)
+    assert len(queued) == len(set(queued)) == len(frames)  # the replayed frames' items: once each
+    assert set(stored) <= set(queued) and redis_client.xlen(stream) == len(frames)

@@ -57,7 +57,13 @@ class Delivery:
     def attempt(self, pending: Pending) -> None:
         """One try at every pending output; what is stored leaves ``pending``."""
         try:
-            self.review.add(pending.reviews)
+            added = self.review.add(pending.reviews)
+            if added < len(pending.reviews):
+                log.info(
+                    "replay: %d of %d review items were queued before and are not queued again",
+                    len(pending.reviews) - added,
+                    len(pending.reviews),
+                )
             pending.reviews = []
         except (redis.RedisError, OSError) as exc:
             log.warning("review queue unavailable: %s", exc)

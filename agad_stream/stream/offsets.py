@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from agad_stream.stream.delivery import SEND_WAIT_S
@@ -62,6 +62,9 @@ class Offsets:
             self.consumer.commit(dict(self._staged), timeout_ms=int(SEND_WAIT_S * 1000))
         except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
             log.info("commit postponed to after the next poll: %s", type(exc).__name__)
+            return False
+        except KafkaError as exc:  # the coordinator is unreachable (the broker went away): retry later
+            log.warning("commit postponed, the group coordinator is unreachable: %s", exc)
             return False
         for tp, meta in self._staged.items():
             highwater = self.consumer.highwater(tp)
