@@ -49,8 +49,10 @@ class KafkaService:
 
     name = "kafka"
 
-    def __init__(self, settings: ServicesSettings) -> None:
+    def __init__(self, settings: ServicesSettings, extra: dict[str, str] | None = None) -> None:
+        """``extra`` broker properties replace or add to the defaults (another listener, TLS, SASL)."""
         self.settings = settings
+        self.extra = dict(extra or {})
         self.root = settings.state_dir / "kafka"
         self.data_dir = self.root / "data"
         self.pidfile = self.root / "kafka.pid"
@@ -205,6 +207,7 @@ class KafkaService:
             # Tests create many short-lived groups; do not wait for more members to join.
             "group.initial.rebalance.delay.ms": "0",
         }
+        properties.update(self.extra)
         path = self.root / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
         (self.root / "log4j2.properties").write_text(_LOG4J2.format(log=self.log_file))
