@@ -144,7 +144,7 @@ class ScorerSettings(BaseModel):
     )
     max_batch: int = Field(32, ge=1, le=1024, description="a batch closes at this many frames ...")
     max_wait_ms: float = Field(
-        20.0, ge=0, le=10_000, description="... or after this many ms, whichever comes first (latency budget)"
+        20.0, ge=0, le=60_000, description="... or after this many ms, whichever comes first (latency budget)"
     )
     threshold: float | None = Field(None, description="overrides the model's calibrated threshold")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus metrics; 0 turns them off")

@@ -44,6 +44,9 @@ def test_batch_closes_at_max_batch_or_max_wait() -> None:
     batcher.add([4])
     now[0] = 0.0801
     assert batcher.ready() and batcher.poll_budget(200)[1] == 0
+    long: Batcher[int] = Batcher(3, 60_000, clock=lambda: now[0])
+    long.add([5])
+    assert long.poll_budget(200) == (2, 200)  # a minute's budget is polled for in short waits
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "raw"])

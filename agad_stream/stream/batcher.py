@@ -43,12 +43,14 @@ class Batcher(Generic[T]):
             return False
         return len(self._items) >= self.max_batch or self._clock() - self._started >= self.max_wait_s
 
-    def poll_budget(self, idle_wait_ms: float) -> tuple[int, float]:
-        """(records still wanted, ms to wait for them); ``idle_wait_ms`` applies to an empty batch."""
+    def poll_budget(self, longest_wait_ms: float) -> tuple[int, float]:
+        """(records still wanted, ms to wait for them): what is left of the batch's budget, and never
+        more than ``longest_wait_ms``, so that a long budget still lets the worker act on a stop
+        signal or a rebalance as soon as an idle one would."""
         if not self._items:
-            return self.max_batch, idle_wait_ms
+            return self.max_batch, longest_wait_ms
         left_s = self.max_wait_s - (self._clock() - self._started)
-        return self.max_batch - len(self._items), max(left_s * 1000.0, 0.0)
+        return self.max_batch - len(self._items), min(max(left_s * 1000.0, 0.0), longest_wait_ms)
 
     def discard(self, unwanted: Callable[[T], bool]) -> int:
         """Drop the items ``unwanted`` picks (a rebalance took their partitions); returns how many."""

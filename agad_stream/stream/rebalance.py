@@ -27,6 +27,8 @@ class Rebalances(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self._revoked = set(revoked)
+        if revoked:
+            log.info("rebalance: partitions %s revoked", sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._lost |= self._revoked - set(assigned)

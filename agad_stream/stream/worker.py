@@ -27,10 +27,15 @@ be partly published, and the lost partitions are not committed, so their new own
 frames again.
 
 Shutdown (SIGTERM, SIGINT): finish the batch, deliver, commit, leave the group.
+
+Stuck: every step of the loop is bounded (a poll, a flush, a commit: at most SEND_WAIT_S each). If
+the loop still makes no step for STUCK_S, a client library is hung; the worker then writes every
+thread's stack to stderr, so that the log says where, and carries on waiting.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -61,10 +66,14 @@ from agad_stream.stream.route import Routed, route
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_MS = 200.0
-"""How long an idle worker waits in one poll: also how soon it notices a stop signal."""
+LONGEST_POLL_MS = 200.0
+"""The longest wait in one poll: also how soon the worker notices a stop signal or a rebalance."""
 BACKOFF_S = (0.1, 10.0)
 """First and longest wait between retries of outputs that failed."""
+STUCK_S = 120.0
+"""No step of the loop for this long: a client is hung, and the stacks go to stderr (see above)."""
+STDERR_FD = 2
+"""Where the stacks go: the process's stderr, whatever has replaced ``sys.stderr`` since."""
 
 
 @dataclass
@@ -141,6 +150,7 @@ class Worker:
         )
         try:
             while not self.stopping.is_set():
+                self._stepped()
                 if not len(self.batcher):
                     self._maybe_reload()
                 self.batcher.add(self._poll())
@@ -149,6 +159,7 @@ class Worker:
             self._process(self.batcher.take())
             self._finish_commits()
         finally:
+            faulthandler.cancel_dump_traceback_later()
             self.clients.close()
             if self.watch is not None:
                 self.watch.close()
@@ -163,10 +174,10 @@ class Worker:
 
     def _poll(self) -> list[Any]:
         """Records for the batch; also where rebalances happen and postponed commits go out."""
-        wanted, wait_ms = self.batcher.poll_budget(IDLE_POLL_MS)
+        wanted, wait_ms = self.batcher.poll_budget(LONGEST_POLL_MS)
         polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
         if not polled and not self.consumer.assignment():
-            time.sleep(IDLE_POLL_MS / 1000)  # poll returns at once without partitions
+            time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
         self._drop_lost()
         self._commit()
         return [record for records in polled.values() for record in records]
@@ -247,12 +258,17 @@ class Worker:
                     self.consumer.pause(*self.consumer.assignment())
                     self.rebalances.holding = True
                 self._poll_without_taking(delay * 1000)
+                self._stepped()
                 delay = min(delay * 2, BACKOFF_S[1])
         finally:
             if self.rebalances.holding:
                 self.rebalances.holding = False
                 self.consumer.resume(*self.consumer.paused())
                 log.info("intake resumed")
+
+    def _stepped(self) -> None:
+        """The loop made a step: restart the STUCK_S countdown."""
+        faulthandler.dump_traceback_later(STUCK_S, repeat=True, file=STDERR_FD)
 
     def _commit(self) -> None:
         if self.offsets.commit():
@@ -292,7 +308,7 @@ class Worker:
         if self.offsets.pending:
             self.consumer.pause(*self.consumer.assignment())
         while self.offsets.pending and time.monotonic() < deadline:
-            self._poll_without_taking(IDLE_POLL_MS)
+            self._poll_without_taking(LONGEST_POLL_MS)
             self._drop_lost()
             self._commit()
         if self.offsets.pending:
