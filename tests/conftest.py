@@ -234,3 +234,5 @@ def serve(bare_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Ser
         if process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait(timeout=30)
+        # pytest shows this only when the test failed: what each worker was doing
+        print(f"--- {process.log.name} (last 6000 characters)\n{process.text()[-6000:]}")

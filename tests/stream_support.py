@@ -162,20 +162,60 @@ class ServeProcess:
 
 
 def read_topic(settings: Settings, topic: str, enough: Callable[[list[Any]], bool], what: str) -> list[Any]:
-    """Every record of ``topic`` in per-partition order, polling until ``enough(records)``."""
+    """Every record of ``topic`` in per-partition order, polling until ``enough(records)``.
+
+    A reader that gets nothing for READER_QUIET_S although the topic holds more than it has read
+    starts again with a new consumer (and says so): the test is about the scorer, not the reader.
+    On a timeout the message says how far the topic's partitions go, to tell which side stopped.
+    """
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        records, complete = _read_once(settings, topic, enough, deadline)
+        if complete:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {WAIT_S:.0f} s waiting for {what}; got {len(records)} records, "
+                f"the topic's partitions end at {_end_offsets(settings, topic)}"
+            )
+        print(f"reader of {topic}: nothing new for {READER_QUIET_S:.0f} s below the end; reading again")
+
+
+READER_QUIET_S = 15.0
+
+
+def _read_once(
+    settings: Settings, topic: str, enough: Callable[[list[Any]], bool], deadline: float
+) -> tuple[list[Any], bool]:
+    """(records, True) when ``enough``; (records, False) at the deadline or when the reader is stuck."""
     consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
-        deadline = time.monotonic() + WAIT_S
+        last_new = time.monotonic()
         while not enough(records):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {WAIT_S:.0f} s waiting for {what}; got {len(records)}")
+            now = time.monotonic()
+            if now > deadline:
+                return records, False
+            if now - last_new > READER_QUIET_S:
+                last_new = now
+                if sum(consumer.end_offsets(partitions).values()) > len(records):
+                    return records, False
             for batch in consumer.poll(timeout_ms=300).values():
                 records.extend(batch)
-        return records
+                last_new = time.monotonic()
+        return records, True
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: end for tp, end in consumer.end_offsets(partitions).items()}
     finally:
         consumer.close(autocommit=False)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from agad_stream.config import Settings
 from agad_stream.stream.simulator import CORRUPTIONS, frame_headers
 from tests.stream_support import ServeProcess, make_frames, produce, read_topic
-from tests.support import KafkaClients
+from tests.support import WAIT_S, KafkaClients
 
 BAD = 25
 EXPECTED_REASON = {
@@ -30,6 +31,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def read_metrics(port: int, until: str) -> str:
+    """The worker's metrics once they contain ``until``: the counters move after the outputs are
+    stored, a moment after a reader can see them."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        if until in text:
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the metrics never showed {until!r}:\n{text}")
+        time.sleep(0.2)
 
 
 def test_bad_frames_are_dead_lettered_with_reasons(
@@ -62,7 +76,7 @@ def test_bad_frames_are_dead_lettered_with_reasons(
 
     letters = read_topic(settings, settings.kafka.topics.dead_letter, lambda r: len(r) >= BAD, "dead letters")
     scores = read_topic(settings, settings.kafka.topics.scores, lambda r: len(r) >= len(good), "scores")
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    metrics = read_metrics(port, until=f"agad_frames_scored_total {len(good)}.0")
     assert worker.stop() == 0 and worker.proc.returncode == 0
 
     reasons: dict[str, set[str]] = {kind: set() for kind in kinds}

@@ -1,4 +1,6 @@
-"""A worker killed with SIGKILL mid-stream and started again: nothing missing, no duplicate review item."""
+"""A worker killed with SIGKILL mid-stream and started again: nothing missing, no duplicate review item.
+
+Each kill waits on an event in the worker's log (a batch it holds unfinished), never on the clock."""
 
 from __future__ import annotations
 
@@ -30,28 +32,42 @@ FRAMES = 400
 
 
 def test_sigkill_and_restart_lose_nothing(
+    services: Services,
     settings: Settings,
     kafka_clients: KafkaClients,
     redis_client: redis.Redis,
     stream_models: dict[str, Path],
     serve: Callable[..., ServeProcess],
 ) -> None:
+    """Killed after a third of the frames, while it holds a scored batch it could not finish (Redis
+    is away, so its flagged frames cannot be queued): its successor scores that batch again."""
+    if services.agad_managed("redis") is None:
+        pytest.skip("this test stops and restarts Redis, so it needs one that agad manages")
     model = stream_models["a"]
     threshold = middle_threshold(offline_scores(model))
     first = serve(model, "first", threshold=threshold, max_batch=8)
     first.wait_for(lambda _: bool(first.assigned()), "the worker to get partitions")
-    frames = produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(FRAMES))
+    producer = kafka_clients.producer()
+    frames = produce(producer, settings.kafka.topics.frames, make_frames(FRAMES // 3))
     scores_topic = settings.kafka.topics.scores
-    read_topic(settings, scores_topic, lambda r: len(distinct_ids(r)) >= FRAMES // 3, "a third of the scores")
-    first.stop(signal.SIGKILL)
+    read_topic(settings, scores_topic, lambda r: len(distinct_ids(r)) >= len(frames), "a third of the scores")
+    admin = kafka_clients.admin()  # connected before Redis goes
+    manager.down(services.local, "redis")
+    try:
+        frames += produce(
+            producer, settings.kafka.topics.frames, make_frames(FRAMES - len(frames), len(frames))
+        )
+        first.wait_for(lambda text: "pausing intake" in text, "the worker to hold a batch it cannot finish")
+        first.stop(signal.SIGKILL)
+    finally:
+        manager.up(services.local, "redis")
     assert first.proc.returncode == -signal.SIGKILL
 
     group = settings.kafka.group_id
     committed = {
-        tp.partition: meta.offset
-        for tp, meta in kafka_clients.admin().list_group_offsets({group: None})[group].items()
+        tp.partition: meta.offset for tp, meta in admin.list_group_offsets({group: None})[group].items()
     }
-    assert sum(committed.values()) < FRAMES, "the worker had finished before it was killed"
+    assert sum(committed.values()) < FRAMES
 
     second = serve(model, "second", threshold=threshold, max_batch=8)
     read_topic(settings, scores_topic, lambda r: len(distinct_ids(r)) >= FRAMES, "every frame's score")
@@ -63,8 +79,8 @@ def test_sigkill_and_restart_lose_nothing(
     for frame in frames:
         if frame.offset < committed.get(frame.partition, 0):
             assert counts[frame.frame_id] == 1, f"{frame.frame_id} was committed, yet scored again"
-
     flagged = {s["frame_id"] for s in scores if s["score"] >= threshold}
+    assert any(counts[frame_id] > 1 for frame_id in flagged), "no flagged frame was scored twice: no replay"
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)), "an operator would see a frame twice"
     assert set(queued) == flagged
@@ -106,8 +122,10 @@ def test_a_replay_after_a_kill_queues_no_review_item_twice(
     scores_topic = settings.kafka.topics.scores
     read_topic(settings, scores_topic, lambda r: len(distinct_ids(r)) >= len(frames), "every frame's score")
     assert second.stop() == 0
+    # The replay is the log line above; whether the first worker's scores reached the topic
+    # depends on when the broker went, so a replayed frame has one score record or two.
     counts = Counter(json.loads(r.value)["frame_id"] for r in read_all(settings, scores_topic))
-    assert any(counts[frame_id] > 1 for frame_id in stored), "no flagged frame was scored twice: no replay"
+    assert set(counts) == {f.frame_id for f in frames}, "a frame is missing from the scores topic"
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)) == len(frames)  # the replayed frames' items: once each
     assert set(stored) <= set(queued) and redis_client.xlen(stream) == len(frames)

@@ -103,17 +103,25 @@ def test_rebalance_drops_the_filling_batch_unpublished(
     stream_models: dict[str, Path],
     serve: Callable[..., ServeProcess],
 ) -> None:
-    """A batch still filling (10 s budget) when a second worker joins is dropped, then read again."""
+    """A batch still filling when a second worker joins loses the frames of the partitions that
+    moved, unpublished; their new owner scores them. The batch's time budget (a minute, the most
+    the settings allow) is far longer than a worker takes to join, and it closes when w1 stops."""
     model = stream_models["a"]
-    first = serve(model, "w1", max_batch=1000, max_wait_ms=10_000)
+    first = serve(model, "w1", max_batch=1000, max_wait_ms=60_000)
     first.wait_for(lambda _: bool(first.assigned()), "w1 to get partitions")
     frames = produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(40))
     second = serve(model, "w2")
     first.wait_for(lambda text: "rebalance: dropped 20 polled frames" in text, "w1 to drop its filling batch")
-    read_topic(settings, settings.kafka.topics.scores, lambda r: len(r) >= len(frames), "every score")
-    for worker in (first, second):
-        assert worker.stop() == 0
-    scores = [json.loads(r.value)["frame_id"] for r in read_all(settings, settings.kafka.topics.scores)]
+    moved = {f.frame_id for f in frames if f.partition not in first.assigned()}
+    assert len(moved) == 20
+    scores_topic = settings.kafka.topics.scores
+    read_topic(settings, scores_topic, lambda r: distinct_ids(r) >= moved, "w2 to score the moved frames")
+    assert all(json.loads(r.value)["frame_id"] in moved for r in read_all(settings, scores_topic)), (
+        "w1 published part of its filling batch"
+    )
+    assert first.stop() == 0  # closes its batch: the frames of the partitions it kept
+    assert second.stop() == 0
+    scores = [json.loads(r.value)["frame_id"] for r in read_all(settings, scores_topic)]
     assert sorted(scores) == sorted(f.frame_id for f in frames), "a frame was lost or scored twice"
     for worker in (first, second):
         assert "stopped: 0 frames" not in worker.text(), f"{worker.log.stem} scored nothing"
