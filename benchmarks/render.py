@@ -1,9 +1,10 @@
-"""Fill the generated tables of docs/RESULTS.md from the run files in benchmarks/results/.
+"""Fill the generated tables of docs/RESULTS.md and docs/RELIABILITY.md from the run files in
+benchmarks/results/.
 
     python benchmarks/render.py            # rewrite the tables in place
     python benchmarks/render.py --check    # fail if they are out of date (a test runs this)
 
-The prose of RESULTS.md is written by hand; each table sits between ``<!-- table:NAME -->`` and
+The prose is written by hand; each table sits between ``<!-- table:NAME -->`` and
 ``<!-- /table:NAME -->``. A run is labelled by its own stored configuration, never by today's code:
 runs whose stored variants agree (per-batch counts taken as shares of the batch, fields a run
 predates taken as off) form one configuration, named by its stored name and a short digest. Only
@@ -28,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from trainer.agad.variant import PRESETS  # noqa: E402  (only to find today's configurations)
 
-RESULTS, DOC = ROOT / "benchmarks" / "results", ROOT / "docs" / "RESULTS.md"
+RESULTS = ROOT / "benchmarks" / "results"
+RESULTS_DOC, RELIABILITY_DOC = ROOT / "docs" / "RESULTS.md", ROOT / "docs" / "RELIABILITY.md"
 PAPER = {"w_adv": 1.0, "w_con": 50.0, "w_adcon": 15.0, "w_lat": 5.0, "arch": "naive", "lr": 2e-4}
 """The paper's values (AGAD_METHOD.md), which a configuration's label lists its departures from."""
 UNSTORED = {
@@ -257,27 +259,70 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return mean(present) if present else None
 
 
-def tables() -> dict[str, Callable[[], str]]:
+def fuzz_table(every: list[Run]) -> str:
+    """benchmarks/fuzz.py: per run, generated frames, how many parsed, and what the worst one cost."""
+    rows = [
+        "| examples | parsed as frames | rejected, distinct reasons | slowest frame "
+        "| peak RSS before → after | command | commit |",
+        "|---:|---:|---:|---:|---|---|---|",
+    ]
+    for run in sorted((r for r in every if r["table"] == "fuzz"), key=lambda r: r["finished_at"]):
+        rows.append(
+            f"| {run['examples']:,} | {run['frames']} | {run['examples'] - run['frames']:,}, "
+            f"{len(run['rejections'])} | {run['slowest_frame_seconds'] * 1000:.1f} ms "
+            f"| {run['max_rss_mb_before']:.0f} → {run['max_rss_mb_after']:.0f} MB "
+            f"| `{run['command']}` | {run['commit']} |"
+        )
+    return "\n".join(rows)
+
+
+def soak_table(every: list[Run]) -> str:
+    """benchmarks/soak.py: per run, the load and what grew (or did not) after warm-up."""
+    rows = [
+        "| minutes | rate (share of capacity) | frames scored / sent | RSS after warm-up → max later "
+        "| p50 after warm-up → last minute | worst window p99 | lag max, last minute "
+        "| review items | failures | commit |",
+        "|---:|---|---|---|---|---:|---|---:|---|---|",
+    ]
+    for run in sorted((r for r in every if r["table"] == "soak"), key=lambda r: r["finished_at"]):
+        s = run["summary"]
+        rows.append(
+            f"| {run['settings']['minutes']:g} | {run['rate_fps']:.0f} frames/s "
+            f"({run['settings']['load']:.0%} of {run['capacity_fps']:.0f}) "
+            f"| {run['scored']:,} / {run['sent']:,} "
+            f"| {s['rss_mb_after_warmup']:.0f} → {s['rss_mb_max_later']:.0f} MB ({s['rss_growth']:+.1%}) "
+            f"| {s['p50_ms_after_warmup']:.0f} → {s['p50_ms_last_minute']:.0f} ms "
+            f"| {s['p99_ms_worst_window']:.0f} ms "
+            f"| {s['lag_frames_max']}, {s['lag_frames_last_minute']:g} "
+            f"| {run['review_items']} | {'; '.join(run['failures']) or 'none'} | {run['commit']} |"
+        )
+    return "\n".join(rows)
+
+
+def tables() -> dict[Path, dict[str, Callable[[], str]]]:
     every = load_runs()
     runs = latest(every)
     return {
-        "fmnist-0": lambda: fmnist_table(runs, 0.0),
-        "fmnist-0.05": lambda: fmnist_table(runs, 0.05),
-        "elpv": lambda: elpv_table(runs),
-        "seeds": lambda: seeds_table(runs),
-        "throughput": lambda: throughput_table(every),
-        "history": lambda: history_table(runs),
-        "loop": lambda: loop_table(every, "loop"),
-        "loop-dev": lambda: loop_table(every, "loop-dev"),
+        RESULTS_DOC: {
+            "fmnist-0": lambda: fmnist_table(runs, 0.0),
+            "fmnist-0.05": lambda: fmnist_table(runs, 0.05),
+            "elpv": lambda: elpv_table(runs),
+            "seeds": lambda: seeds_table(runs),
+            "throughput": lambda: throughput_table(every),
+            "history": lambda: history_table(runs),
+            "loop": lambda: loop_table(every, "loop"),
+            "loop-dev": lambda: loop_table(every, "loop-dev"),
+        },
+        RELIABILITY_DOC: {"fuzz": lambda: fuzz_table(every), "soak": lambda: soak_table(every)},
     }
 
 
-def render(text: str) -> str:
-    for name, make in tables().items():
+def render(doc: Path, text: str, makers: dict[str, Callable[[], str]]) -> str:
+    for name, make in makers.items():
         begin, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
         start, stop = text.find(begin), text.find(end)
         if start < 0 or stop < start:
-            raise SystemExit(f"{DOC}: the markers {begin} ... {end} are missing")
+            raise SystemExit(f"{doc}: the markers {begin} ... {end} are missing")
         text = text[: start + len(begin)] + "\n" + make() + "\n" + text[stop:]
     return text
 
@@ -288,15 +333,19 @@ def main() -> int:
     )
     parser.add_argument("--check", action="store_true", help="fail if the tables are out of date")
     args = parser.parse_args()
-    text = DOC.read_text()
-    rendered = render(text)
-    if args.check:
-        if rendered != text:
-            print(f"{DOC} is out of date: run python benchmarks/render.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(rendered)
-    return 0
+    stale = []
+    for doc, makers in tables().items():
+        text = doc.read_text()
+        rendered = render(doc, text, makers)
+        if rendered == text:
+            continue
+        if args.check:
+            stale.append(doc)
+        else:
+            doc.write_text(rendered)
+    for doc in stale:
+        print(f"{doc} is out of date: run python benchmarks/render.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
