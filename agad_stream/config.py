@@ -25,6 +25,11 @@ RECORD_OVERHEAD_BYTES = 64 * 1024
 """Room for a record's key, headers and batch framing beside the frame itself."""
 
 
+RECONNECT_BACKOFF_MAX_MS = 1000
+"""Longest wait between a Kafka client's attempts to reconnect. kafka-python's default, 30 s, let a
+client sit out up to half a minute after the broker was back (Java's client waits at most 1 s)."""
+
+
 class TopicSettings(BaseModel):
     """Kafka topic names of the contracts in DESIGN.md."""
 
@@ -100,6 +105,7 @@ class KafkaSettings(BaseModel):
             "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
             "security_protocol": self.security_protocol,
             "client_id": self.client_id,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         }
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
@@ -318,3 +324,23 @@ def flatten(settings: BaseModel, location: tuple[str, ...] = ()) -> dict[str, An
         else:
             flat[env_var_name(here)] = value
     return flat
+
+
+def routing_env(settings: Settings) -> dict[str, str]:
+    """The variables that point another `agad` process where ``settings`` point: the broker, Redis,
+    every topic, the consumer group, the key prefix and the registry (a test's or a benchmark's own)."""
+    kafka = settings.kafka
+    env = {
+        env_var_name(("kafka", "topics", name)): getattr(kafka.topics, name)
+        for name in type(kafka.topics).model_fields
+    }
+    env.update(
+        {
+            env_var_name(("kafka", "bootstrap_servers")): kafka.bootstrap_servers,
+            env_var_name(("kafka", "group_id")): kafka.group_id,
+            env_var_name(("redis", "url")): settings.redis.url,
+            env_var_name(("redis", "key_prefix")): settings.redis.key_prefix,
+            env_var_name(("registry",)): str(settings.registry),
+        }
+    )
+    return env
