@@ -38,7 +38,7 @@ from kafka.structs import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agad_stream.config import Settings, load_settings
+from agad_stream.config import Settings, load_settings, routing_env
 from agad_stream.inference import load_backend
 from agad_stream.model.card import CARD, Threshold
 from agad_stream.preprocess import prepare_image, stack_images, to_model_input
@@ -66,21 +66,12 @@ def flag_some(model: Path, values: list[bytes]) -> float:
 
 def serve_env(settings: Settings, **scorer: object) -> dict[str, str]:
     """This process's environment with the run's topics, group and key prefix."""
-    topics = settings.kafka.topics
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGAD_KAFKA__TOPICS__")}
-    env.update(
-        {
-            "AGAD_KAFKA__TOPICS__FRAMES": topics.frames,
-            "AGAD_KAFKA__TOPICS__SCORES": topics.scores,
-            "AGAD_KAFKA__TOPICS__DEAD_LETTER": topics.dead_letter,
-            "AGAD_KAFKA__TOPICS__LABELS": topics.labels,
-            "AGAD_KAFKA__TOPICS__MODELS": topics.models,
-            "AGAD_KAFKA__GROUP_ID": settings.kafka.group_id,
-            "AGAD_REDIS__KEY_PREFIX": settings.redis.key_prefix,
-            "AGAD_SCORER__BACKEND": "onnxruntime",
-            "AGAD_SCORER__METRICS_PORT": "0",
-        }
-    )
+    env = {
+        **os.environ,
+        **routing_env(settings),
+        "AGAD_SCORER__BACKEND": "onnxruntime",
+        "AGAD_SCORER__METRICS_PORT": "0",
+    }
     env.update({f"AGAD_SCORER__{name.upper()}": str(value) for name, value in scorer.items()})
     return env
 

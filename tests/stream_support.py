@@ -17,7 +17,7 @@ import numpy as np
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from agad_stream.config import ENV_PREFIX, Settings
+from agad_stream.config import ENV_PREFIX, Settings, routing_env
 from agad_stream.inference import load_backend
 from agad_stream.preprocess import prepare_image, to_model_input
 from agad_stream.stream.simulator import frame_headers
@@ -100,18 +100,10 @@ def make_frames(count: int, start: int = 0, prefix: str = "f") -> list[SentFrame
 
 def worker_env(settings: Settings, **scorer: Any) -> dict[str, str]:
     """Environment for `agad serve` seeing this test's services, topics, group and key prefix."""
-    topics = settings.kafka.topics
     env = {
         **services_env(settings),
-        "AGAD_KAFKA__TOPICS__FRAMES": topics.frames,
-        "AGAD_KAFKA__TOPICS__SCORES": topics.scores,
-        "AGAD_KAFKA__TOPICS__DEAD_LETTER": topics.dead_letter,
-        "AGAD_KAFKA__TOPICS__LABELS": topics.labels,
-        "AGAD_KAFKA__TOPICS__MODELS": topics.models,
-        "AGAD_KAFKA__GROUP_ID": settings.kafka.group_id,
+        **routing_env(settings),
         "AGAD_KAFKA__PARTITIONS": str(settings.kafka.partitions),
-        "AGAD_REDIS__KEY_PREFIX": settings.redis.key_prefix,
-        "AGAD_REGISTRY": str(settings.registry),
         "AGAD_SCORER__BACKEND": "onnxruntime",
         "AGAD_SCORER__METRICS_PORT": "0",
         "AGAD_SCORER__SESSION_TIMEOUT_MS": "6000",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agad_stream.cli.main import build_parser, main
+from agad_stream.config import load_settings, routing_env
 from tests.support import Services
 
 Agad = Callable[..., subprocess.CompletedProcess[str]]
@@ -170,3 +171,25 @@ def test_status_of_the_session_services(services: Services, agad: Agad) -> None:
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
     assert {name: services.agad_managed(name) for name in pids} == pids
+
+
+def test_routing_env_points_another_process_where_the_settings_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen = {
+        "AGAD_KAFKA__BOOTSTRAP_SERVERS": "broker-7:9093",
+        "AGAD_KAFKA__GROUP_ID": "line-7",
+        "AGAD_KAFKA__TOPICS__LABELS": "line-7.labels",
+        "AGAD_KAFKA__TOPICS__DEAD_LETTER": "line-7.dlq",
+        "AGAD_REDIS__URL": "redis://cache-7:6380/2",
+        "AGAD_REDIS__KEY_PREFIX": "line7:",
+        "AGAD_REGISTRY": "/srv/models",
+    }
+    for name, value in chosen.items():
+        monkeypatch.setenv(name, value)
+    env = routing_env(load_settings())
+    assert chosen.items() <= env.items()
+    assert env["AGAD_KAFKA__TOPICS__MODELS"] == "models"  # every topic, defaults too
+    for name in chosen:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert routing_env(load_settings()) == env

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agad_stream.cli import args as types
-from agad_stream.config import ENV_PREFIX, Settings, load_settings
+from agad_stream.config import ENV_PREFIX, Settings, load_settings, routing_env
 from agad_stream.errors import AgadError
 from deploy.services import manager
 from deploy.services.settings import load_services_settings
@@ -169,21 +169,7 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    topics = settings.kafka.topics
-    return {
-        "AGAD_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "AGAD_REDIS__URL": settings.redis.url,
-        "AGAD_REDIS__KEY_PREFIX": settings.redis.key_prefix,
-        "AGAD_KAFKA__GROUP_ID": settings.kafka.group_id,
-        "AGAD_KAFKA__TOPICS__FRAMES": topics.frames,
-        "AGAD_KAFKA__TOPICS__SCORES": topics.scores,
-        "AGAD_KAFKA__TOPICS__DEAD_LETTER": topics.dead_letter,
-        "AGAD_KAFKA__TOPICS__LABELS": topics.labels,
-        "AGAD_KAFKA__TOPICS__MODELS": topics.models,
-        "AGAD_REGISTRY": str(settings.registry),
-        "AGAD_SCORER__BACKEND": "onnxruntime",
-        "AGAD_SCORER__METRICS_PORT": "0",
-    }
+    return {**routing_env(settings), "AGAD_SCORER__BACKEND": "onnxruntime", "AGAD_SCORER__METRICS_PORT": "0"}
 
 
 def _agad(arguments: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
