@@ -14,23 +14,29 @@ from agad_stream.cli.main import main
 from agad_stream.model.artifact import load_scorer
 from agad_stream.model.score import AnomalyScorer
 from trainer.data import Split, load_dataset
-from trainer.evaluate import score_split, stuck_pixels
+from trainer.data.masks import defect_masks
+from trainer.evaluate import heatmaps_of, score_split, stuck_pixels
+from trainer.localisation import aupro, pixel_auroc
 from trainer.metrics import MIN_ANOMALIES, auroc
 
 
 def _write_folder(root: Path) -> None:
-    """Gradient images as 'good' parts; the same with a dark scratch as 'scratch' defects."""
+    """Gradient images as 'good' parts; the same with a dark scratch as 'scratch' defects, whose
+    test images have their masks in ground_truth/, as MVTec AD keeps them."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:40, 0:40]
 
-    def image(defect: bool) -> np.ndarray:
+    def image(defect: bool) -> tuple[np.ndarray, np.ndarray]:
         angle = rng.uniform(0, np.pi)
         pixels = 128 + 60 * np.cos(angle) * (xx - 20) / 20 + 60 * np.sin(angle) * (yy - 20) / 20
+        mask = np.zeros((40, 40), np.uint8)
         if defect:
             row = int(rng.integers(8, 30))
             pixels[row : row + 3, 5:35] = 10
-        return pixels.clip(0, 255).astype(np.uint8)
+            mask[row : row + 3, 5:35] = 255
+        return pixels.clip(0, 255).astype(np.uint8), mask
 
+    (root / "ground_truth" / "scratch").mkdir(parents=True)
     for folder, count, defect in [
         ("train/good", 48, False),
         ("test/good", 12, False),
@@ -39,7 +45,10 @@ def _write_folder(root: Path) -> None:
     ]:
         (root / folder).mkdir(parents=True)
         for i in range(count):
-            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image(defect))
+            pixels, mask = image(defect)
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), pixels)
+            if folder == "test/scratch":
+                cv2.imwrite(str(root / "ground_truth" / "scratch" / f"{i:03d}_mask.png"), mask)
 
 
 def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,6 +146,17 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
         scores = score_split(scorer, dataset.test)
     assert report["auroc"] == pytest.approx(auroc(dataset.test.labels, scores))
     assert report["groups"]["scratch"]["n"] == 12
+
+    # The pixel figures come from the real heat-maps against the masks in ground_truth/.
+    masks = defect_masks(data, dataset.test, 32)
+    assert masks is not None and masks[dataset.test.labels == 0].sum() == 0
+    assert masks[dataset.test.labels == 1].sum(axis=(1, 2)).min() > 0
+    heatmaps = heatmaps_of(scorer, dataset.test)
+    assert heatmaps.shape == (24, 32, 32)
+    where = report["localisation"]
+    assert where["masks"] == 12 and where["aupro_max_fpr"] == 0.3
+    assert where["pixel_auroc"] == pytest.approx(pixel_auroc(masks, heatmaps))
+    assert where["aupro"] == pytest.approx(aupro(masks, heatmaps))
 
 
 def test_supervised_training_calibrates_on_labelled_validation(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
 import torch
 
 from agad_stream.cli import args as types
@@ -19,8 +20,10 @@ from agad_stream.model.card import load_card
 from agad_stream.model.generator import ARCHITECTURES
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.api import TrainConfig, train
-from trainer.data import load_dataset
-from trainer.evaluate import evaluation_report, score_split, write_plots
+from trainer.data import DataSet, load_dataset
+from trainer.data.masks import defect_masks
+from trainer.evaluate import evaluation_report, heatmaps_of, score_split, write_plots
+from trainer.localisation import MAX_FPR, aupro, pixel_auroc
 from trainer.metrics import ThresholdRule
 
 log = logging.getLogger(__name__)
@@ -230,6 +233,13 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _masks(dataset: DataSet) -> np.ndarray | None:
+    """The test split's defect masks, for a folder data set that has them (see trainer.data.masks)."""
+    if dataset.source.get("kind") != "folder" or not dataset.test.n_anomalous:
+        return None
+    return defect_masks(Path(dataset.source["root"]), dataset.test, dataset.image_size)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     scorer, card = load_scorer(args.model)
     spec = args.data or card.data.get("spec")
@@ -245,6 +255,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report["plots"] = [
         str(p) for p in write_plots(dataset.test, scores, card.threshold.value, plots_dir, title)
     ]
+    masks = _masks(dataset)
+    if masks is not None:
+        heatmaps = heatmaps_of(scorer, dataset.test)
+        report["localisation"] = {
+            "pixel_auroc": pixel_auroc(masks, heatmaps),
+            "aupro": aupro(masks, heatmaps),
+            "aupro_max_fpr": MAX_FPR,
+            "masks": int(dataset.test.n_anomalous),
+        }
     report.update(
         model_version=card.model_version, data=spec, score=card.score.method, threshold=card.threshold.value
     )
@@ -279,6 +298,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(
             f"  group {group:<12} n {entry['n']:<5} recall {entry['recall']:.3f}  "
             f"AUROC {_fmt(entry.get('auroc'))}"
+        )
+    if "localisation" in report:
+        where = report["localisation"]
+        print(
+            f"  heat-maps          pixel AUROC {_fmt(where['pixel_auroc'])}, AUPRO {_fmt(where['aupro'])} "
+            f"(to {where['aupro_max_fpr']:.0%} FPR) on {where['masks']} defect masks"
         )
     print("  plots: " + ", ".join(report["plots"]))
     return 0

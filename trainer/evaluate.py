@@ -33,6 +33,14 @@ def score_split(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> n
 
 
 @torch.inference_mode()
+def heatmaps_of(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> np.ndarray:
+    """The heat-map of every image in ``split``, (N, H, W) at model size, as the scorer sends them."""
+    parts = [heat[:, 0].float().numpy() for _, heat in _scored(scorer, split.images, batch_size)]
+    size = split.images.shape[1]
+    return np.concatenate(parts) if parts else np.empty((0, size, size), dtype=np.float32)
+
+
+@torch.inference_mode()
 def score_images(scorer: AnomalyScorer, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Anomaly score of model-ready images (N, C, H, W) in [-1, 1], e.g. synthetically damaged ones."""
     scorer.eval()

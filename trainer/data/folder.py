@@ -8,7 +8,8 @@
     PATH/test/<defect>/*     anomalous test images, grouped by <defect>
 
 Any file OpenCV reads (by extension, see IMAGE_SUFFIXES) directly in those folders; other files
-and sub-folders (MVTec's ``ground_truth/`` masks) are ignored. Grayscale or colour: unless
+and sub-folders are ignored here (MVTec's ``ground_truth/`` masks are read by
+``trainer.data.masks``, for ``agad evaluate``). Grayscale or colour: unless
 ``channels`` is given, the first training image decides (1 if it is single-channel, else 3) and
 every image is converted to that. Images go through ``agad_stream.preprocess.prepare_image``, so
 training sees exactly what a scorer sees for the same file.
