@@ -139,6 +139,10 @@ class ServeProcess:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.text()[-3000:]}")
 
+    def wait_assigned(self) -> None:
+        """Until the worker has partitions (its first assignment)."""
+        self.wait_for(lambda _: bool(self.assigned()), f"{self.log.stem} to get partitions")
+
     def assigned(self) -> list[int]:
         """The partitions of the worker's latest assignment (empty before the first)."""
         lines = [line for line in self.text().splitlines() if "assigned partitions [" in line]
@@ -151,6 +155,11 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``, in order."""
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
 def read_topic(settings: Settings, topic: str, enough: Callable[[list[Any]], bool], what: str) -> list[Any]:
@@ -182,7 +191,7 @@ def _read_once(
     """(records, True) when ``enough``; (records, False) at the deadline or when the reader is stuck."""
     consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = topic_partitions(consumer, topic)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
@@ -206,7 +215,7 @@ def _read_once(
 def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = topic_partitions(consumer, topic)
         return {tp.partition: end for tp, end in consumer.end_offsets(partitions).items()}
     finally:
         consumer.close(autocommit=False)
@@ -214,12 +223,7 @@ def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 def read_all(settings: Settings, topic: str) -> list[Any]:
     """Every record of ``topic`` up to its current end."""
-    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        end = sum(consumer.end_offsets(partitions).values())
-    finally:
-        consumer.close(autocommit=False)
+    end = sum(_end_offsets(settings, topic).values())
     return read_topic(settings, topic, lambda records: len(records) >= end, f"all {end} records of {topic}")
 
 

@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -43,6 +44,12 @@ class Services:
             expected = str(local.redis_port)
         points_here = address[0] in ("127.0.0.1", "localhost") and address[1] == expected
         return service.pid() if points_here else None
+
+    def require_managed(self, name: str) -> None:
+        """Skip a test that stops and restarts ``name`` when the session uses someone else's."""
+        if self.agad_managed(name) is None:
+            what = "the broker" if name == "kafka" else "Redis"
+            pytest.skip(f"this test stops and restarts {what}, so it needs one that agad manages")
 
     def env(self) -> dict[str, str]:
         """Environment for a child ``agad`` process that sees the same services."""

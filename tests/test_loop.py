@@ -61,7 +61,7 @@ def test_labels_retrain_and_promote_while_the_scorer_runs(
     set_current(registry, "loop-v1")
 
     worker = serve(registry, "w1", threshold=-1e9)  # every frame flagged: every one reaches an operator
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     producer = kafka_clients.producer()
     first = produce(producer, settings.kafka.topics.frames, _test_frames(folder, "wave1"))
     queue = settings.redis.key_prefix + "review:pending"

@@ -112,7 +112,7 @@ def test_a_retrain_killed_at_any_stage_leaves_the_registry_serving(
 ) -> None:
     registry = registry_with_labels
     worker = serve(registry, "w1")
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     for stage in STAGES:
         log = tmp_path / f"retrain-{stage}.log"
         process = _retrain(settings, log)
@@ -150,8 +150,7 @@ def test_a_second_retrain_during_the_first_stops_with_a_message(
 def test_a_retrain_without_the_broker_stops_with_a_message_and_changes_nothing(
     services: Services, settings: Settings, registry_with_labels: Path, tmp_path: Path
 ) -> None:
-    if services.agad_managed("kafka") is None:
-        pytest.skip("this test stops and restarts the broker, so it needs one that agad manages")
+    services.require_managed("kafka")
     before = sorted(p.name for p in registry_with_labels.iterdir())
     manager.down(services.local, "kafka")
     try:

@@ -71,7 +71,7 @@ def test_an_operator_confirms_a_flagged_frame_with_one_key(
     model = stream_models["a"]
     threshold = middle_threshold(offline_scores(model))
     worker = serve(model, "w1", threshold=threshold)
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(12))
     stream = settings.redis.key_prefix + "review:pending"
     wait_until(lambda: redis_client.xlen(stream) >= 3, "flagged frames in the review queue")

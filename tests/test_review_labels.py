@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from agad_stream.config import Settings
@@ -102,8 +101,7 @@ def test_the_label_store_outlives_redis(
 def test_a_decision_while_kafka_is_away_is_not_saved_and_goes_through_later(
     services: Services, settings: Settings, redis_client: redis.Redis
 ) -> None:
-    if services.agad_managed("kafka") is None:
-        pytest.skip("this test stops and restarts the broker, so it needs one that agad manages")
+    services.require_managed("kafka")
     page_settings = review_settings(settings)
     flag(redis_client, page_settings, 1)
     with review_page(page_settings) as page:

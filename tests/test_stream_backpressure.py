@@ -36,10 +36,9 @@ def test_redis_outage_pauses_intake_and_loses_nothing(
     stream_models: dict[str, Path],
     serve: Callable[..., ServeProcess],
 ) -> None:
-    if services.agad_managed("redis") is None:
-        pytest.skip("this test stops and restarts Redis, so it needs one that agad manages")
+    services.require_managed("redis")
     worker = serve(stream_models["a"], "w1", threshold=0.0, max_batch=8)  # every frame goes to Redis
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     producer = kafka_clients.producer()
     first = produce(producer, settings.kafka.topics.frames, make_frames(40))
     scores = settings.kafka.topics.scores
@@ -71,10 +70,9 @@ def test_a_signal_during_a_stall_stops_without_committing_the_stalled_batch(
     stream_models: dict[str, Path],
     serve: Callable[..., ServeProcess],
 ) -> None:
-    if services.agad_managed("redis") is None:
-        pytest.skip("this test stops and restarts Redis, so it needs one that agad manages")
+    services.require_managed("redis")
     worker = serve(stream_models["a"], "w1", threshold=0.0, max_batch=8)
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     producer = kafka_clients.producer()
     produce(producer, settings.kafka.topics.frames, make_frames(16))
     read_topic(

@@ -55,7 +55,7 @@ def test_bad_frames_are_dead_lettered_with_reasons(
     assert set(EXPECTED_REASON) == set(CORRUPTIONS)
     port = free_port()
     worker = serve(stream_models["a"], "w1", metrics_port=port)
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
 
     producer = kafka_clients.producer()
     frames_topic = settings.kafka.topics.frames

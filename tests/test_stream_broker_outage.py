@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from agad_stream.config import Settings
@@ -34,10 +33,9 @@ def test_a_broker_outage_mid_stream_loses_nothing(
     stream_models: dict[str, Path],
     serve: Callable[..., ServeProcess],
 ) -> None:
-    if services.agad_managed("kafka") is None:
-        pytest.skip("this test stops and restarts the broker, so it needs one that agad manages")
+    services.require_managed("kafka")
     worker = serve(stream_models["a"], "w1", threshold=0.0, max_batch=8)  # every frame to Redis too
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     producer = kafka_clients.producer()
     produce(producer, settings.kafka.topics.frames, make_frames(40))  # not waited for: mid-stream
     producer.close(timeout=10)

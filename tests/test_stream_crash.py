@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from agad_stream.config import Settings
@@ -41,12 +40,11 @@ def test_sigkill_and_restart_lose_nothing(
 ) -> None:
     """Killed after a third of the frames, while it holds a scored batch it could not finish (Redis
     is away, so its flagged frames cannot be queued): its successor scores that batch again."""
-    if services.agad_managed("redis") is None:
-        pytest.skip("this test stops and restarts Redis, so it needs one that agad manages")
+    services.require_managed("redis")
     model = stream_models["a"]
     threshold = middle_threshold(offline_scores(model))
     first = serve(model, "first", threshold=threshold, max_batch=8)
-    first.wait_for(lambda _: bool(first.assigned()), "the worker to get partitions")
+    first.wait_assigned()
     producer = kafka_clients.producer()
     frames = produce(producer, settings.kafka.topics.frames, make_frames(FRAMES // 3))
     scores_topic = settings.kafka.topics.scores
@@ -97,11 +95,10 @@ def test_a_replay_after_a_kill_queues_no_review_item_twice(
     """Killed with review items stored and offsets not committed (the broker went away between the
     two), the worker's successor replays those frames: it scores them and finds their review items
     already queued."""
-    if services.agad_managed("kafka") is None:
-        pytest.skip("this test stops and restarts the broker, so it needs one that agad manages")
+    services.require_managed("kafka")
     model = stream_models["a"]
     first = serve(model, "first", threshold=-1e9, max_batch=8)  # every frame flagged
-    first.wait_for(lambda _: bool(first.assigned()), "the worker to get partitions")
+    first.wait_assigned()
     producer = kafka_clients.producer()
     frames = produce(producer, settings.kafka.topics.frames, make_frames(16))
     producer.close(timeout=10)

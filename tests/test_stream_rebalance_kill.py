@@ -68,7 +68,7 @@ def test_a_worker_killed_during_a_rebalance_loses_nothing(
     ]
     assert not unstored, f"committed before their scores were stored: {unstored[:5]}"
 
-    fourth.wait_for(lambda _: bool(fourth.assigned()), "w4 to get partitions")
+    fourth.wait_assigned()
     read_topic(settings, scores_topic, lambda r: len(distinct_ids(r)) >= FRAMES, "every frame's score")
     survivors = [workers[0], workers[2], fourth]
     for worker in survivors:

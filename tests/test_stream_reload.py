@@ -40,7 +40,7 @@ def test_hot_reload_switches_versions_between_batches(
     set_current(registry, "stream-a")
     expected = {f"stream-{name}": offline_scores(source) for name, source in stream_models.items()}
     worker = serve(registry, "w1", max_batch=8)
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
 
     # A camera stream at about 100 frames/s for as long as the test switches models.
     producer = kafka_clients.producer()

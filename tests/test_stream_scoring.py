@@ -41,7 +41,7 @@ def test_two_workers_score_every_frame_once(
     threshold = middle_threshold(expected)
     workers = [serve(model, name, threshold=threshold, max_batch=16) for name in ("w1", "w2")]
     for worker in workers:
-        worker.wait_for(lambda _, w=worker: bool(w.assigned()), f"{worker.log.stem} to get partitions")
+        worker.wait_assigned()
     frames = produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(FRAMES))
     assert {f.partition for f in frames} == {0, 1, 2, 3}, "the 4 cameras should use the 4 partitions"
 
@@ -108,7 +108,7 @@ def test_rebalance_drops_the_filling_batch_unpublished(
     the settings allow) is far longer than a worker takes to join, and it closes when w1 stops."""
     model = stream_models["a"]
     first = serve(model, "w1", max_batch=1000, max_wait_ms=60_000)
-    first.wait_for(lambda _: bool(first.assigned()), "w1 to get partitions")
+    first.wait_assigned()
     frames = produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(40))
     second = serve(model, "w2")
     first.wait_for(lambda text: "rebalance: dropped 20 polled frames" in text, "w1 to drop its filling batch")

@@ -129,7 +129,7 @@ def test_librdkafka_camera_with_an_eight_megabyte_frame(
     assert not failed and len(placed) == len(good) + 1
 
     worker = serve(stream_models["a"], "w1")
-    worker.wait_for(lambda _: bool(worker.assigned()), "the worker to get partitions")
+    worker.wait_assigned()
     scores = [json.loads(m.value()) for m in consume(settings, topics.scores, len(good))]
     assert sorted(s["frame_id"] for s in scores) == sorted(good)
     assert all(s["model_version"] == "stream-a" and s["threshold"] == 1.0 for s in scores)

@@ -15,7 +15,7 @@ from agad_stream.model.artifact import load_scorer
 from agad_stream.model.score import AnomalyScorer
 from trainer.data import Split, load_dataset
 from trainer.data.masks import defect_masks
-from trainer.evaluate import heatmaps_of, score_split, stuck_pixels
+from trainer.evaluate import score_split, scores_and_heatmaps, stuck_pixels
 from trainer.localisation import aupro, pixel_auroc
 from trainer.metrics import MIN_ANOMALIES, auroc
 
@@ -151,7 +151,7 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     masks = defect_masks(data, dataset.test, 32)
     assert masks is not None and masks[dataset.test.labels == 0].sum() == 0
     assert masks[dataset.test.labels == 1].sum(axis=(1, 2)).min() > 0
-    heatmaps = heatmaps_of(scorer, dataset.test)
+    _, heatmaps = scores_and_heatmaps(scorer, dataset.test)
     assert heatmaps.shape == (24, 32, 32)
     where = report["localisation"]
     assert where["masks"] == 12 and where["aupro_max_fpr"] == 0.3

@@ -22,7 +22,7 @@ from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.api import TrainConfig, train
 from trainer.data import DataSet, load_dataset
 from trainer.data.masks import defect_masks
-from trainer.evaluate import evaluation_report, heatmaps_of, score_split, write_plots
+from trainer.evaluate import evaluation_report, score_split, scores_and_heatmaps, write_plots
 from trainer.localisation import MAX_FPR, aupro, pixel_auroc
 from trainer.metrics import ThresholdRule
 
@@ -248,16 +248,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     gamma = args.gamma if args.gamma is not None else float(card.data.get("gamma", 0.0))
     seed = args.seed if args.seed is not None else int(card.data.get("seed", 0))
     dataset = load_dataset(spec, card.input.image_size, gamma=gamma, seed=seed, channels=card.input.channels)
-    scores = score_split(scorer, dataset.test)
+    masks = _masks(dataset)
+    if masks is None:
+        scores = score_split(scorer, dataset.test)
+    else:
+        scores, heatmaps = scores_and_heatmaps(scorer, dataset.test)
     report = evaluation_report(dataset.test, scores, card.threshold.value, dataset.hard_groups)
     plots_dir = args.plots or args.model / "eval"
     title = f"{card.model_version} on {spec}"
     report["plots"] = [
         str(p) for p in write_plots(dataset.test, scores, card.threshold.value, plots_dir, title)
     ]
-    masks = _masks(dataset)
     if masks is not None:
-        heatmaps = heatmaps_of(scorer, dataset.test)
         report["localisation"] = {
             "pixel_auroc": pixel_auroc(masks, heatmaps),
             "aupro": aupro(masks, heatmaps),

@@ -33,11 +33,18 @@ def score_split(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> n
 
 
 @torch.inference_mode()
-def heatmaps_of(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> np.ndarray:
-    """The heat-map of every image in ``split``, (N, H, W) at model size, as the scorer sends them."""
-    parts = [heat[:, 0].float().numpy() for _, heat in _scored(scorer, split.images, batch_size)]
-    size = split.images.shape[1]
-    return np.concatenate(parts) if parts else np.empty((0, size, size), dtype=np.float32)
+def scores_and_heatmaps(
+    scorer: AnomalyScorer, split: Split, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score and heat-map ((N, H, W) at model size, as the scorer sends them) of every image, in one pass."""
+    scores, heatmaps = [], []
+    for batch_scores, heat in _scored(scorer, split.images, batch_size):
+        scores.append(batch_scores.float().numpy())
+        heatmaps.append(heat[:, 0].float().numpy())
+    if not scores:
+        size = split.images.shape[1]
+        return np.empty(0, dtype=np.float32), np.empty((0, size, size), dtype=np.float32)
+    return np.concatenate(scores), np.concatenate(heatmaps)
 
 
 @torch.inference_mode()

@@ -29,8 +29,9 @@ frames again.
 Shutdown (SIGTERM, SIGINT): finish the batch, deliver, commit, leave the group.
 
 Stuck: every step of the loop is bounded (a poll, a flush, a commit: at most SEND_WAIT_S each). If
-the loop still makes no step for STUCK_S, a client library is hung; the worker then writes every
-thread's stack to stderr, so that the log says where, and carries on waiting.
+the loop still makes no step for STUCK_S (three quarters of it at the least: the countdown restarts
+at most every quarter), a client library is hung; the worker then writes every thread's stack to
+stderr, so that the log says where, and carries on waiting.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Worker:
         self.totals = {"scored": 0, "flagged": 0, "dead_lettered": 0}
         self.threshold = 0.0
         self._canary = np.zeros(0, np.float32)
+        self._countdown_started = -STUCK_S  # the first step starts it
         self._serve(model_dir, backend)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -267,8 +269,12 @@ class Worker:
                 log.info("intake resumed")
 
     def _stepped(self) -> None:
-        """The loop made a step: restart the STUCK_S countdown."""
-        faulthandler.dump_traceback_later(STUCK_S, repeat=True, file=STDERR_FD)
+        """The loop made a step: restart the STUCK_S countdown, at most every quarter of it (each
+        restart starts a thread, which the loop's hot path need not pay for every batch)."""
+        now = time.monotonic()
+        if now - self._countdown_started >= STUCK_S / 4:
+            faulthandler.dump_traceback_later(STUCK_S, repeat=True, file=STDERR_FD)
+            self._countdown_started = now
 
     def _commit(self) -> None:
         if self.offsets.commit():
