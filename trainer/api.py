@@ -9,9 +9,10 @@ The command line (``agad train``), the retraining loop and the benchmarks all co
     trained = train(TrainConfig(preset("default"), epochs=10), load_dataset("fmnist:0", 32), Path("m"))
     trained.card.threshold.value
 
-Steps: fit the networks (:func:`fit_agad`: the AGAD step in the generic fit loop, the epoch chosen on
-validation), build the score the model ships (``score=auto`` measures it on validation), calibrate
-the threshold on validation, check for stuck output pixels, and write weights and ``model.json``.
+Steps: fit the networks (:func:`fit_agad`: the AGAD step in the generic fit loop for the steps
+:mod:`trainer.budget` gives, the round chosen on validation), build the score the model ships
+(``score=auto`` measures it on validation), calibrate the threshold on validation, check for stuck
+output pixels, and write weights and ``model.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from trainer.agad.step import AgadStep
 from trainer.agad.symmetry import TurnChoice, choose_turns
 from trainer.agad.synthetic import synthetic_defects
 from trainer.agad.variant import Variant
+from trainer.budget import Budget, training_budget
 from trainer.data import DataSet, Split
 from trainer.evaluate import evaluation_report, score_images, score_split, stuck_pixels
 from trainer.fit import FitResult, fit
@@ -55,7 +57,8 @@ class TrainConfig:
     """Everything a training run decides besides the data."""
 
     variant: Variant
-    epochs: int = 15
+    epochs: int | None = None  # a fixed budget in passes over the data; None (and no steps): adaptive
+    steps: int | None = None  # a fixed budget in optimiser steps (trainer/budget.py)
     seed: int = 0
     threshold_rule: ThresholdRule = "f1"
     target_fpr: float = 0.01  # the threshold's false-positive rate when validation has no anomalies
@@ -74,6 +77,7 @@ class AgadFit:
     discriminator: nn.Module | None
     fit: FitResult
     turn_choice: TurnChoice | None
+    budget: Budget
 
 
 @dataclass
@@ -127,17 +131,20 @@ def fit_agad(
         lambda: step.discriminator,
         None if test is None else (tensors(test), test.labels),
     )
+    steps_per_epoch = batches_per_epoch(train_labels, variant, turns)
+    budget = training_budget(steps_per_epoch, epochs=config.epochs, steps=config.steps)
+    log.info("training budget: %s", budget.reason)
     result = fit(
         step,
         lambda generator: epoch_batches(train_images, train_labels, variant, turns, generator),
         evaluate,
         selection_criterion(val_labels),
-        epochs=config.epochs,
+        budget=budget,
         sampler=sampler,
         ema=variant.ema,
         checkpoint=checkpoint,
         progress=progress,
-        steps_per_epoch=batches_per_epoch(train_labels, variant, turns),
+        steps_per_epoch=steps_per_epoch,
     )
     if step.discriminator is not None and "discriminator" in result.companions:
         step.discriminator.load_state_dict(result.companions["discriminator"])
@@ -146,7 +153,7 @@ def fit_agad(
             result.model, normal_batches(train_images, train_labels, variant.batch_size, device)
         )
     result.model.eval()
-    return AgadFit(result.model, step.discriminator, result, turn_choice)
+    return AgadFit(result.model, step.discriminator, result, turn_choice, budget)
 
 
 def train(
@@ -231,7 +238,11 @@ def model_card(
     test_scores = score_split(scorer, dataset.test)
     normal_val = val_scores[dataset.val.labels == 0]
     training: dict[str, Any] = {
-        "epochs": config.epochs,
+        "budget": networks.budget.as_dict(),
+        "steps": result.steps,
+        "epochs": result.history[-1]["epoch"],
+        "stopped": result.stopped,
+        "best_step": result.best_step,
         "best_epoch": result.best_epoch,
         "seed": config.seed,
         "selection": selection_criterion(dataset.val.labels).key,

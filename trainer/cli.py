@@ -20,9 +20,16 @@ from agad_stream.model.card import load_card
 from agad_stream.model.generator import ARCHITECTURES
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.api import TrainConfig, train
+from trainer.budget import FLOOR_STEPS
 from trainer.data import DataSet, load_dataset
 from trainer.data.masks import defect_masks
-from trainer.evaluate import evaluation_report, score_split, scores_and_heatmaps, write_plots
+from trainer.evaluate import (
+    evaluation_report,
+    score_split,
+    scores_and_heatmaps,
+    write_heatmap_picture,
+    write_plots,
+)
 from trainer.localisation import MAX_FPR, aupro, pixel_auroc
 from trainer.metrics import ThresholdRule
 
@@ -56,7 +63,14 @@ def register_train(subparsers: Any) -> None:
         help="square input size: 32, 64, 128 or 256 (default 32)",
     )
     train.add_argument("--channels", type=int, choices=[1, 3], help="default: the data set's own")
-    train.add_argument("--epochs", type=types.positive, default=15, help="passes over the training normals")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--epochs",
+        type=types.positive,
+        help="train for exactly this many passes over the training normals (default: an adaptive budget of "
+        f"at least {FLOOR_STEPS} optimiser steps, stopped when validation stops improving)",
+    )
+    budget.add_argument("--steps", type=types.positive, help="train for exactly this many optimiser steps")
     train.add_argument(
         "--gamma",
         type=GAMMA,
@@ -202,6 +216,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         variant,
         epochs=args.epochs,
+        steps=args.steps,
         seed=args.seed,
         threshold_rule=args.threshold_rule,
         target_fpr=args.target_fpr,
@@ -218,8 +233,9 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         test = card.metrics["test"]
         print(
-            f"wrote {args.out} (version {card.model_version}, best epoch {card.training['best_epoch']}/"
-            f"{args.epochs}, score {card.score.method}, threshold {card.threshold.value:.4g} by "
+            f"wrote {args.out} (version {card.model_version}, step {card.training['best_step']} of "
+            f"{card.training['steps']} chosen, {card.training['seconds']:.0f} s of training; score "
+            f"{card.score.method}, threshold {card.threshold.value:.4g} by "
             f"{card.threshold.method}); test AUROC {_fmt(test['auroc'])}, accuracy {test['accuracy']:.3f}"
         )
         print(
@@ -260,6 +276,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         str(p) for p in write_plots(dataset.test, scores, card.threshold.value, plots_dir, title)
     ]
     if masks is not None:
+        picture = write_heatmap_picture(dataset.test, scores, heatmaps, masks, plots_dir / "heatmaps.png")
+        report["plots"].append(str(picture))
         report["localisation"] = {
             "pixel_auroc": pixel_auroc(masks, heatmaps),
             "aupro": aupro(masks, heatmaps),

@@ -1,10 +1,11 @@
-"""A generic fit loop: epochs of steps, a weight average, per-epoch evaluation, model selection, resume.
+"""A generic fit loop: rounds of steps, a weight average, evaluation per round, model selection, resume.
 
 It knows nothing of AGAD. A :class:`Step` owns the networks and their optimisers and trains on one
-batch; :func:`fit` runs the epochs, keeps an exponential moving average of ``step.model`` when asked
-(it is then what gets evaluated, selected and returned: the average moves less from step to step
-than the live weights), evaluates after every epoch, keeps the best epoch by a :class:`Criterion`,
-and checkpoints everything a resumed run needs to continue exactly where it stopped.
+batch; :func:`fit` runs rounds of whole epochs until its :class:`~trainer.budget.Budget` is spent
+or its patience runs out, keeps an exponential moving average of ``step.model`` when asked (it is
+then what gets evaluated, selected and returned: the average moves less from step to step than the
+live weights), evaluates after every round, keeps the best round by a :class:`Criterion`, and
+checkpoints everything a resumed run needs to continue exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from trainer.budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,14 @@ class Criterion:
 @dataclass
 class FitResult:
     model: nn.Module  # the selected epoch's weights (the average, with ema), eval mode
-    best_epoch: int
+    best_epoch: int  # epochs run when the selected round was judged
     companions: dict[str, Any]  # Step.companions() of the selected epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0  # training steps only, evaluation excluded
     images_per_second: float = 0.0
+    best_step: int = 0  # optimiser steps run when the selected round was judged
+    steps: int = 0  # optimiser steps run in all
+    stopped: str = ""  # why training ended: the budget spent, or patience out
 
 
 def fit(
@@ -75,21 +81,20 @@ def fit(
     evaluate: Callable[[nn.Module], dict[str, Any]],
     criterion: Criterion,
     *,
-    epochs: int,
+    budget: Budget,
     sampler: torch.Generator,
     ema: float = 0.0,
     checkpoint: Path | None = None,
     progress: bool = True,
-    steps_per_epoch: int | None = None,
+    steps_per_epoch: int = 1,
     batch_images: Callable[[Any], int] = lambda batch: int(batch[0].shape[0]),
 ) -> FitResult:
-    """Train for ``epochs`` epochs of ``batches(sampler)`` and return the best epoch by ``criterion``.
+    """Train in rounds of ``budget.round_epochs`` epochs of ``batches(sampler)`` until the budget is
+    spent or its patience runs out, and return the best round by ``criterion``.
 
-    ``evaluate(model)`` gives an epoch's record (validation numbers, at least ``criterion.key``).
-    With ``checkpoint`` the state is saved after every epoch and, when the file exists, resumed.
+    ``evaluate(model)`` gives a round's record (validation numbers, at least ``criterion.key``).
+    With ``checkpoint`` the state is saved after every round and, when the file exists, resumed.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
     average = copy.deepcopy(step.model) if ema > 0 else None
     average_steps = 0  # updates folded into the average; its first one replaces the initial weights
     history: list[dict[str, Any]] = []
@@ -104,45 +109,65 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         history = json.loads(state["history"])
         best = state["best"]
-        log.info("resumed from %s at epoch %d", checkpoint, len(history))
+        log.info("resumed from %s at round %d", checkpoint, len(history))
+    steps = history[-1]["step"] if history else 0
+    epochs = history[-1]["epoch"] if history else 0
     seen = 0
     training_seconds = 0.0
-    for epoch in range(len(history), epochs):
+    stopped = f"spent the budget: {budget.reason}"
+    bar = tqdm(
+        total=budget.total_steps(steps_per_epoch),
+        initial=steps,
+        desc=f"training ({budget.reason.partition(',')[0]})",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
+    while not _spent(budget, steps, epochs) and not (history and _patience_over(budget, history, best)):
         step.train()
         sums: dict[str, float] = {}
         count = 0
         started = time.perf_counter()
-        bar = tqdm(
-            batches(sampler),
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            leave=False,
-            total=steps_per_epoch,
-        )
-        for batch in bar:
-            losses = step(batch)
-            if average is not None:
-                average_steps += 1
-                _update_average(average, step.model, _debiased(ema, average_steps))
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value
-            count += 1
-            seen += batch_images(batch)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
+        for _ in range(budget.round_epochs):
+            before = steps
+            for batch in batches(sampler):
+                losses = step(batch)
+                if average is not None:
+                    average_steps += 1
+                    _update_average(average, step.model, _debiased(ema, average_steps))
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += 1
+                steps += 1
+                seen += batch_images(batch)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
+                if budget.steps is not None and steps >= budget.steps:
+                    break
+            if steps == before:
+                raise ValueError("an epoch gave no batch: there are too few training images")
+            epochs += 1
+            if _spent(budget, steps, epochs):
+                break
         training_seconds += time.perf_counter() - started
         evaluated = average if average is not None else step.model
-        record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()}}
+        record: dict[str, Any] = {
+            "round": len(history) + 1,
+            "step": steps,
+            "epoch": epochs,
+            **{k: v / max(count, 1) for k, v in sums.items()},
+        }
         record.update(evaluate(evaluated))
         history.append(record)
-        if best is None or criterion.better(record, history[best["epoch"] - 1]):
+        if best is None or criterion.better(record, history[best["round"] - 1]):
             best = {
-                "epoch": epoch + 1,
+                "round": record["round"],
                 "model": copy.deepcopy(evaluated.state_dict()),
                 "companions": copy.deepcopy(step.companions()),
             }
         log.info(
-            "epoch %d: %s",
-            epoch + 1,
+            "round %d: %s",
+            record["round"],
             {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()},
         )
         if progress:
@@ -158,16 +183,39 @@ def fit(
             if average is not None:
                 state.update(average=average.state_dict(), average_steps=average_steps)
             _save(checkpoint, state)
+    bar.close()
     assert best is not None
+    if _patience_over(budget, history, best):
+        stopped = (
+            f"stopped early at step {steps}: {budget.patience} rounds without a better {criterion.key} "
+            f"than round {best['round']}'s"
+        )
     step.model.load_state_dict(best["model"])
     step.model.eval()
+    chosen = history[best["round"] - 1]
     return FitResult(
         step.model,
-        best["epoch"],
+        chosen["epoch"],
         best["companions"],
         history,
         training_seconds,
         seen / max(training_seconds, 1e-9),
+        best_step=chosen["step"],
+        steps=steps,
+        stopped=stopped,
+    )
+
+
+def _spent(budget: Budget, steps: int, epochs: int) -> bool:
+    return (budget.steps is not None and steps >= budget.steps) or (
+        budget.epochs is not None and epochs >= budget.epochs
+    )
+
+
+def _patience_over(budget: Budget, history: list[dict[str, Any]], best: dict[str, Any] | None) -> bool:
+    """Whether the last ``budget.patience`` rounds all came after the best one without beating it."""
+    return (
+        budget.patience is not None and best is not None and len(history) - best["round"] >= budget.patience
     )
 
 
@@ -190,7 +238,7 @@ def _update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def _summary(record: dict[str, Any], criterion: Criterion) -> str:
-    parts = [f"epoch {record['epoch']}"]
+    parts = [f"round {record['round']} (step {record['step']}, epoch {record['epoch']})"]
     parts += [f"{key} {value:.4g}" for key, value in record.items() if isinstance(value, float)]
     parts.append(f"(selects on {criterion.key})")
     return " | ".join(parts)

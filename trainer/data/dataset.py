@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -122,6 +122,20 @@ class DataSet:
         for group in sorted({str(g) for g in self.test.groups[self.test.labels == 1]}):
             subsets[group] = Split.concat([normals, self.test.select_groups([group])])
         return subsets
+
+    def with_normals(self, n: int, seed: int = 0) -> DataSet:
+        """The same data set with only ``n`` of its good training and validation images, drawn with
+        ``seed`` and shared between the two as before: what a plant with ``n`` good images has.
+        Labelled anomalies and the test split stay as they are."""
+        pool = Split.concat([self.train.take(self.train.labels == 0), self.val.take(self.val.labels == 0)])
+        if not 2 <= n <= len(pool):
+            raise ValueError(f"{self.spec} holds {len(pool)} good training and validation images, not {n}")
+        held = max(1, round(n * self.val.n_normal / len(pool)))
+        chosen = np.random.default_rng([seed, 2]).permutation(len(pool))[:n]
+        train = Split.concat([pool.take(np.sort(chosen[held:])), self.train.take(self.train.labels == 1)])
+        val = Split.concat([pool.take(np.sort(chosen[:held])), self.val.take(self.val.labels == 1)])
+        source = {**self.source, "normals": n, "normals_seed": seed}
+        return replace(self, train=train, val=val, source=source)
 
     def summary(self) -> dict[str, Any]:
         """What ``model.json`` records about the data: spec, seed, gamma, counts per split and group."""

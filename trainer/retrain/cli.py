@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--epochs",
         type=types.positive,
-        help="fine-tuning epochs (default: as many as the current version trained)",
+        help="fine-tuning epochs (default: as many optimiser steps as the current version trained)",
     )
     parser.add_argument(
         "--margin",

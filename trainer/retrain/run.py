@@ -53,7 +53,7 @@ INCOMING = ".incoming-"
 @dataclass(frozen=True)
 class RetrainConfig:
     registry: Path
-    epochs: int | None = None  # None: as many as the current version trained (chosen on dev runs)
+    epochs: int | None = None  # None: as many steps as the current version trained (chosen on dev runs)
     margin: float = 0.02  # the candidate may be this much lower in holdout AUROC and still win
     min_new_labels: int = 1
     holdout_share: float = HOLDOUT_SHARE
@@ -114,10 +114,12 @@ def _retrain(settings: Settings, config: RetrainConfig) -> RetrainOutcome:
     version = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-retrain"
     stage = registry / (INCOMING + version)
     variant = _variant(card.variant)
+    epochs, steps = _budget(config.epochs, card.training)
     trained = train(
         TrainConfig(
             variant,
-            epochs=config.epochs or int(card.training.get("epochs", 10)),
+            epochs=epochs,
+            steps=steps,
             seed=config.seed,
             model_version=version,
             parent_version=card.model_version,
@@ -195,3 +197,11 @@ def _build_engine_if_possible(directory: Path) -> None:
         build_engine(directory, BuildOptions(precision="fp16", batch_sizes=[1, 8, 32]))
     except AgadError as exc:  # the ONNX graph serves; a missing engine is not a reason to stop
         log.warning("no TensorRT engine for %s: %s", directory.name, exc)
+
+
+def _budget(epochs: int | None, training: dict[str, Any]) -> tuple[int | None, int | None]:
+    """``epochs`` when asked, else as many steps as the serving version ran (as many epochs for a
+    version trained before budgets were counted in steps)."""
+    if epochs is None and training.get("steps"):
+        return None, int(training["steps"])
+    return epochs or int(training.get("epochs", 10)), None
