@@ -165,6 +165,19 @@ def test_fmnist_one_class_protocol() -> None:
     np.testing.assert_array_equal(plain.test.images, ds.test.images)
 
 
+def test_fewer_normals_keep_the_share_of_validation_and_the_test_split() -> None:
+    full = load_dataset("fmnist:bag", 32, gamma=0.05, seed=0)
+    few = full.with_normals(400, seed=1)
+    assert (few.train.n_normal, few.val.n_normal) == (360, 40)
+    assert (few.train.n_anomalous, few.val.n_anomalous) == (284, 32)
+    assert set(few.train.ids + few.val.ids) <= set(full.train.ids + full.val.ids)
+    assert few.test is full.test and few.source["normals"] == 400
+    _assert_disjoint(few)
+    assert full.with_normals(400, 1).train.ids == few.train.ids != full.with_normals(400, 2).train.ids
+    with pytest.raises(ValueError, match="holds 6000 good"):
+        full.with_normals(6001)
+
+
 def test_fmnist_missing_files_say_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGAD_FMNIST_DIR", str(tmp_path))
     with pytest.raises(AgadError, match="apt-get install dataset-fashion-mnist"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from agad_stream.errors import AgadError
+from trainer.baselines import patch_nn
 from trainer.data import load_dataset
 from trainer.data.masks import defect_masks
 from trainer.localisation import aupro, pixel_auroc
@@ -57,3 +58,19 @@ def test_a_folder_with_ground_truth_needs_a_mask_for_every_defect(tmp_path: Path
     missing = r"ground_truth/crack/2_mask.png: no readable mask for test/crack/2.png"
     with pytest.raises(AgadError, match=missing):
         defect_masks(tmp_path, dataset.test, 16)
+
+
+def test_patch_nearest_neighbour_finds_a_small_defect_on_a_texture() -> None:
+    rng = np.random.default_rng(0)
+    texture = np.tile(np.kron(np.eye(2), np.ones((4, 4))) * 120 + 60, (6, 6))[:40, :40]
+    normals = np.stack([np.roll(texture, 4 * rng.integers(2, size=2), (0, 1)) for _ in range(30)])
+    noisy = np.clip(normals + rng.normal(0, 4, normals.shape), 0, 255).astype(np.uint8)[..., None]
+    tests = noisy[:6].copy()
+    tests[0, 20:26, 8:14] = 255  # a 6 px bright spot on the first test image
+    scores, heat = patch_nn(noisy[6:], tests, patch=8)
+    assert heat.shape == (6, 40, 40)
+    assert scores[0] > 2 * scores[1:].max()  # the worst patch gives it away
+    mask = np.zeros((6, 40, 40), dtype=bool)
+    mask[0, 20:26, 8:14] = True
+    assert pixel_auroc(mask, heat) > 0.95
+    assert np.unravel_index(heat[0].argmax(), heat[0].shape)[0] in range(16, 30)

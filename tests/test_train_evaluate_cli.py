@@ -136,6 +136,7 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (report["n_normal"], report["n_anomalous"]) == (12, 12)
     assert report["score"] == card["score"]["method"]
     assert report["tp"] + report["fp"] + report["tn"] + report["fn"] == 24
+    assert {Path(plot).name for plot in report["plots"]} == {"roc.png", "scores.png", "heatmaps.png"}
     for plot in report["plots"]:
         assert Path(plot).stat().st_size > 1000
 

@@ -2,6 +2,9 @@
 
 - ``knn``: mean Euclidean distance of the raw pixels to the k nearest normal training images.
 - ``pca``: reconstruction error of the raw pixels from the top principal components of normals.
+- ``patch_nn``: every patch of a test image against a memory of normal training patches (raw
+  pixels, no learning); the heat-map is each pixel's distance to the nearest normal patch, the
+  image score its worst patch. It localises, so it is the floor on textured data with small defects.
 - ``classifier``: a plain supervised CNN (the AGAD discriminator's architecture) trained with
   binary cross-entropy on the same normal and labelled-anomalous images (gamma > 0 only).
 The plain autoencoder and Skip-GANomaly are AGAD variants (``trainer.agad.variant``).
@@ -33,6 +36,55 @@ def knn_scores(train_normals: np.ndarray, images: np.ndarray, k: int = 5, chunk:
         for i in range(0, len(queries), chunk)
     ]
     return torch.cat(parts).numpy()
+
+
+def patch_nn(
+    train_normals: np.ndarray,
+    images: np.ndarray,
+    *,
+    patch: int | None = None,
+    memory: int = 16384,
+    seed: int = 0,
+    chunk: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (N,) and heat-maps (N, H, W) of a raw-pixel patch nearest-neighbour search.
+
+    Patches are ``patch`` px square (default an eighth of the side, at least 4) at a stride of
+    half that; the memory holds at most ``memory`` training patches drawn with ``seed``. A pixel's
+    heat is the mean distance of the patches that cover it to their nearest normal patch.
+    """
+    size = images.shape[1]
+    side = patch or max(4, size // 8)
+    stride = max(1, side // 2)
+    bank = _patches(torch.from_numpy(to_model_input(train_normals)), side, stride)
+    bank = bank.flatten(0, 1)
+    if len(bank) > memory:
+        bank = bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(seed))[:memory]]
+    scores, heatmaps = [], []
+    for start in range(0, len(images), chunk):
+        x = torch.from_numpy(to_model_input(images[start : start + chunk]))
+        queries = _patches(x, side, stride)  # (n, L, D)
+        nearest = torch.cdist(queries.flatten(0, 1), bank).min(dim=1).values.view(len(x), -1)
+        scores.append(nearest.max(dim=1).values)
+        spread = nearest.unsqueeze(1).expand(-1, side * side, -1)
+        padded = (size + _padding(size, side, stride),) * 2
+        covered = F.fold(torch.ones_like(spread), padded, side, stride=stride)
+        heat = F.fold(spread, padded, side, stride=stride) / covered.clamp(min=1)
+        heatmaps.append(heat[:, 0, :size, :size])
+    return torch.cat(scores).numpy(), torch.cat(heatmaps).numpy()
+
+
+def _patches(x: torch.Tensor, side: int, stride: int) -> torch.Tensor:
+    """(N, C, H, W) → (N, L, C·side²): every patch at ``stride``, the last row and column included."""
+    pad = _padding(x.shape[-1], side, stride)
+    if pad:
+        x = F.pad(x, (0, pad, 0, pad), mode="replicate")
+    return F.unfold(x, side, stride=stride).transpose(1, 2)
+
+
+def _padding(size: int, side: int, stride: int) -> int:
+    """Pixels to add so that patches at ``stride`` end exactly on the last row and column."""
+    return (-(size - side)) % stride
 
 
 def pca_scores(train_normals: np.ndarray, images: np.ndarray, components: int = 20) -> np.ndarray:

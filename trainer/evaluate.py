@@ -143,3 +143,39 @@ def write_plots(
     figure.savefig(written[-1], dpi=120)
     plt.close(figure)
     return written
+
+
+def write_heatmap_picture(
+    split: Split, scores: np.ndarray, heatmaps: np.ndarray, masks: np.ndarray, path: Path, per_group: int = 2
+) -> Path:
+    """Test images beside their heat-maps and defect masks: ``per_group`` of each defect and of the
+    normals, the first in the split's order, so that one look says whether the heat points at the
+    defect. Heat-maps share one colour scale (0 to the 99.5th percentile of all heat)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = [
+        int(i)
+        for group in sorted({str(g) for g in split.groups}, key=lambda g: (g == "good", g))
+        for i in np.flatnonzero(split.groups == group)[:per_group]
+    ]
+    top = float(np.quantile(heatmaps, 0.995)) or 1.0
+    figure, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False)
+    for axis, title in zip(axes[0], ("image", "heat-map", "defect mask"), strict=True):
+        axis.set_title(title)
+    for row, index in zip(axes, rows, strict=True):
+        image = split.images[index]
+        row[0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        row[0].set_ylabel(f"{split.groups[index]}\nscore {scores[index]:.3g}", fontsize=8)
+        row[1].imshow(heatmaps[index], cmap="inferno", vmin=0, vmax=top)
+        row[2].imshow(masks[index], cmap="gray", vmin=0, vmax=1)
+        for axis in row:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
