@@ -299,6 +299,70 @@ def soak_table(every: list[Run]) -> str:
     return "\n".join(rows)
 
 
+SMALL_METHODS = {"default": "default", "autoencoder": "autoencoder", "knn": "5-NN", "patch_nn": "patch-NN"}
+
+
+def small_runs(every: list[Run]) -> dict[tuple[str, int, int, str], dict[str, Run]]:
+    """benchmarks/small_data.py runs by (data family, px, normals, data) and method, the last of each."""
+    chosen: dict[tuple[str, int, int, str], dict[str, Run]] = defaultdict(dict)
+    for run in sorted((r for r in every if r["table"] == "small"), key=lambda r: r["finished_at"]):
+        family = run["data"].partition(":")[0]
+        chosen[(family, run["image_size"], run["normals"], run["data"])][run["method"]] = run
+    return chosen
+
+
+def small_table(every: list[Run]) -> str:
+    """Mean test AUROC per data family and number of good images, over the data sets that every
+    method of the row has run on."""
+    grouped: dict[tuple[str, int, int], list[dict[str, Run]]] = defaultdict(list)
+    for (family, size, normals, _), by_method in small_runs(every).items():
+        if family != "folder":
+            grouped[(family, size, normals)].append(by_method)
+    rows = []
+    for (family, size, normals), sets in sorted(grouped.items()):
+        shown = [m for m in SMALL_METHODS if any(m in s for s in sets)]
+        complete = [s for s in sets if all(m in s for m in shown)]
+        if not complete:
+            continue
+        means = {m: mean(s[m]["auroc"] for s in complete) for m in shown}
+        lead = means["default"] - means["knn"] if {"default", "knn"} <= set(means) else None
+        seconds = [s["default"]["training"]["seconds"] for s in complete if "default" in s]
+        steps = [s["default"]["training"]["steps"] for s in complete if "default" in s]
+        rows.append(
+            [
+                f"{family} {size} px", str(normals), str(len(complete)),
+                *[cell(means.get(m), 4) for m in SMALL_METHODS],
+                "—" if lead is None else f"{lead:+.4f}",
+                f"{mean(steps):.0f}" if steps else "—", f"{mean(seconds):.0f}" if seconds else "—",
+            ]
+        )  # fmt: skip
+    header = [
+        "data", "good images", "data sets", *SMALL_METHODS.values(), "default − 5-NN",
+        "default steps", "default train s",
+    ]  # fmt: skip
+    return table(header, rows)
+
+
+def textured_table(every: list[Run]) -> str:
+    """Image AUROC, pixel AUROC and AUPRO of each method on folders with masks."""
+    rows = []
+    for (family, size, normals, data), by_method in sorted(small_runs(every).items()):
+        if family != "folder":
+            continue
+        for name, label in SMALL_METHODS.items():
+            if (run := by_method.get(name)) is None:
+                continue
+            groups = ", ".join(f"{g} {v:.3f}" for g, v in sorted(run["groups"].items()) if v is not None)
+            rows.append(
+                [
+                    f"{data.partition(':')[2]} {size} px", str(normals), label, cell(run["auroc"]),
+                    cell(run.get("pixel_auroc")), cell(run.get("aupro")), groups,
+                ]
+            )  # fmt: skip
+    header = ["data", "good images", "method", "image AUROC", "pixel AUROC", "AUPRO", "image AUROC by defect"]
+    return table(header, rows)
+
+
 def tables() -> dict[Path, dict[str, Callable[[], str]]]:
     every = load_runs()
     runs = latest(every)
@@ -312,6 +376,8 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
             "history": lambda: history_table(runs),
             "loop": lambda: loop_table(every, "loop"),
             "loop-dev": lambda: loop_table(every, "loop-dev"),
+            "small": lambda: small_table(every),
+            "textured": lambda: textured_table(every),
         },
         RELIABILITY_DOC: {"fuzz": lambda: fuzz_table(every), "soak": lambda: soak_table(every)},
     }

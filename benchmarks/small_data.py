@@ -70,8 +70,8 @@ def main() -> None:
                 **run(method, dataset, masks),
             }
             record["wall_seconds"] = round(time.perf_counter() - started, 1)
-            tag = args.data.replace(":", "").replace("folder", "").replace("/", "-").strip("-")
-            path = write_result(TABLE, f"{tag}-{args.image_size}px-n{n}-{method}-s{args.seed}", record)
+            name = f"{_tag(args.data)}-{args.image_size}px-n{n}-{method}-s{args.seed}"
+            path = write_result(TABLE, name, record)
             print(f"{path.name}: test AUROC {record['auroc']:.4f}", flush=True)
 
 
@@ -99,6 +99,12 @@ def run(method: str, dataset: DataSet, masks: np.ndarray | None) -> dict[str, An
     if masks is not None and heatmaps is not None:
         result.update(pixel_auroc=pixel_auroc(masks, heatmaps), aupro=aupro(masks, heatmaps))
     return result
+
+
+def _tag(spec: str) -> str:
+    """``fmnist:3`` -> ``fmnist3``; ``folder:runs/textured`` -> ``textured``."""
+    kind, _, arg = spec.partition(":")
+    return Path(arg).name if kind == "folder" else kind + arg
 
 
 def _masks(dataset: DataSet) -> np.ndarray | None:

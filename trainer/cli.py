@@ -20,7 +20,7 @@ from agad_stream.model.card import load_card
 from agad_stream.model.generator import ARCHITECTURES
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.api import TrainConfig, train
-from trainer.budget import FLOOR_STEPS
+from trainer.budget import DEFAULT_EPOCHS, FLOOR_STEPS
 from trainer.data import DataSet, load_dataset
 from trainer.data.masks import defect_masks
 from trainer.evaluate import (
@@ -67,8 +67,9 @@ def register_train(subparsers: Any) -> None:
     budget.add_argument(
         "--epochs",
         type=types.positive,
-        help="train for exactly this many passes over the training normals (default: an adaptive budget of "
-        f"at least {FLOOR_STEPS} optimiser steps, stopped when validation stops improving)",
+        help=f"train for exactly this many passes over the training normals (default: {DEFAULT_EPOCHS} "
+        f"epochs or {FLOOR_STEPS} optimiser steps, whichever is more, stopped early when validation stops "
+        "improving)",
     )
     budget.add_argument("--steps", type=types.positive, help="train for exactly this many optimiser steps")
     train.add_argument(

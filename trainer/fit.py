@@ -185,7 +185,7 @@ def fit(
             _save(checkpoint, state)
     bar.close()
     assert best is not None
-    if _patience_over(budget, history, best):
+    if _patience_over(budget, history, best) and not _spent(budget, steps, epochs):
         stopped = (
             f"stopped early at step {steps}: {budget.patience} rounds without a better {criterion.key} "
             f"than round {best['round']}'s"
