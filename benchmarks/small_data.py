@@ -9,16 +9,15 @@ A plant starts with a few hundred good images, so every method sees ``--normals`
 as the data set splits them; without ``--normals``, all of them) and is tested on the data set's
 whole test split. Methods: ``default`` and ``autoencoder`` (trained by ``trainer.api.train`` with
 the product's adaptive step budget), the raw-pixel ``knn`` (5-NN) and ``patch_nn`` (patch nearest
-neighbour). A folder with ``ground_truth/`` masks also gets pixel AUROC and AUPRO of each
-method's heat-maps (``knn`` has none). One run file per data set, size and method in
-benchmarks/results/small/.
+neighbour); the trained models stay under ``--models``. A folder with ``ground_truth/`` masks
+also gets pixel AUROC and AUPRO of each method's heat-maps (``knn`` has none). One run file per
+data set, size and method in benchmarks/results/small/.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", type=Path, default=Path("runs/small"), help="where trained models go")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     full = load_dataset(args.data, args.image_size, seed=args.seed)
@@ -59,6 +59,7 @@ def main() -> None:
         dataset = full.with_normals(n, args.seed)
         for method in args.methods:
             started = time.perf_counter()
+            name = f"{_tag(args.data)}-{args.image_size}px-n{n}-{method}-s{args.seed}"
             record = {
                 "data": args.data,
                 "image_size": args.image_size,
@@ -67,16 +68,16 @@ def main() -> None:
                 "val_normals": dataset.val.n_normal,
                 "method": method,
                 "seed": args.seed,
-                **run(method, dataset, masks),
+                **run(method, dataset, masks, args.models / name),
             }
             record["wall_seconds"] = round(time.perf_counter() - started, 1)
-            name = f"{_tag(args.data)}-{args.image_size}px-n{n}-{method}-s{args.seed}"
             path = write_result(TABLE, name, record)
             print(f"{path.name}: test AUROC {record['auroc']:.4f}", flush=True)
 
 
-def run(method: str, dataset: DataSet, masks: np.ndarray | None) -> dict[str, Any]:
-    """Test AUROC of ``method`` trained on ``dataset``; pixel figures too when there are masks."""
+def run(method: str, dataset: DataSet, masks: np.ndarray | None, out: Path) -> dict[str, Any]:
+    """Test AUROC of ``method`` trained on ``dataset`` (a model goes to ``out``); pixel figures too
+    when there are masks."""
     normals = dataset.train.images[dataset.train.labels == 0]
     heatmaps = None
     extra: dict[str, Any] = {}
@@ -85,8 +86,7 @@ def run(method: str, dataset: DataSet, masks: np.ndarray | None) -> dict[str, An
     elif method == "patch_nn":
         scores, heatmaps = patch_nn(normals, dataset.test.images)
     else:
-        with tempfile.TemporaryDirectory() as out:
-            trained = train(TrainConfig(preset(method)), dataset, Path(out), progress=False)
+        trained = train(TrainConfig(preset(method)), dataset, out, progress=False)
         scores, heatmaps = scores_and_heatmaps(trained.scorer, dataset.test)
         keys = ("budget", "steps", "best_step", "stopped", "seconds", "images_per_second")
         extra = {"training": {k: trained.card.training[k] for k in keys}, "score": trained.card.score.method}
