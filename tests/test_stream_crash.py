@@ -28,6 +28,7 @@ from tests.stream_support import (
 from tests.support import KafkaClients, Services
 
 FRAMES = 400
+HOLD_MS = 5_000  # ten times what the broker takes to stop here; under the 10 s session timeout
 
 
 def test_sigkill_and_restart_lose_nothing(
@@ -97,7 +98,9 @@ def test_a_replay_after_a_kill_queues_no_review_item_twice(
     already queued."""
     services.require_managed("kafka")
     model = stream_models["a"]
-    first = serve(model, "first", threshold=-1e9, max_batch=8)  # every frame flagged
+    # Every frame flagged; the 16 frames fetched wait in one unfilled batch for HOLD_MS, so the
+    # broker is gone before the batch is delivered (however fast the worker fetched them).
+    first = serve(model, "first", threshold=-1e9, max_batch=32, max_wait_ms=HOLD_MS)
     first.wait_assigned()
     producer = kafka_clients.producer()
     frames = produce(producer, settings.kafka.topics.frames, make_frames(16))
