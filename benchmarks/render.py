@@ -1,5 +1,5 @@
-"""Fill the generated tables of docs/RESULTS.md and docs/RELIABILITY.md from the run files in
-benchmarks/results/.
+"""Fill the generated tables of docs/RESULTS.md, RELIABILITY.md and PERFORMANCE.md from the run
+files in benchmarks/results/.
 
     python benchmarks/render.py            # rewrite the tables in place
     python benchmarks/render.py --check    # fail if they are out of date (a test runs this)
@@ -31,6 +31,7 @@ from trainer.agad.variant import PRESETS  # noqa: E402  (only to find today's co
 
 RESULTS = ROOT / "benchmarks" / "results"
 RESULTS_DOC, RELIABILITY_DOC = ROOT / "docs" / "RESULTS.md", ROOT / "docs" / "RELIABILITY.md"
+PERFORMANCE_DOC = ROOT / "docs" / "PERFORMANCE.md"
 PAPER = {"w_adv": 1.0, "w_con": 50.0, "w_adcon": 15.0, "w_lat": 5.0, "arch": "naive", "lr": 2e-4}
 """The paper's values (AGAD_METHOD.md), which a configuration's label lists its departures from."""
 UNSTORED = {
@@ -363,6 +364,57 @@ def textured_table(every: list[Run]) -> str:
     return table(header, rows)
 
 
+def stream_runs(every: list[Run]) -> list[Run]:
+    """The latest benchmarks/stream.py run file of each model size and batch, smallest first."""
+    chosen: dict[tuple[int, int], Run] = {}
+    for run in sorted((r for r in every if r["table"] == "stream"), key=lambda r: r["finished_at"]):
+        chosen[(run["settings"]["size"], run["settings"]["batch"])] = run
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def stream_table(every: list[Run]) -> str:
+    """benchmarks/stream.py: capacity against the raw backend, latency at half capacity against its bound."""
+    rows = []
+    for run in stream_runs(every):
+        s, summary = run["settings"], run["summary"]
+        each = ", ".join(f"{r['pipeline_vs_raw']:.2f}" for r in run["runs"])
+        bound = summary.get("latency_bound_ms")
+        rows.append(
+            [
+                f"{s['size']} px, batch {s['batch']}, wait {s['max_wait_ms']:.0f} ms",
+                f"{summary['raw_backend_fps']:.0f}",
+                f"{summary['pipeline_fps']:.0f}",
+                f"{summary['pipeline_vs_raw']:.2f} ({each})",
+                f"{summary['pipeline_p50_ms']:.0f} / {summary['pipeline_p99_ms']:.0f} ms",
+                "—" if bound is None else f"{bound:.0f} ms",
+                cell(summary.get("p50_vs_bound"), 2) + " / " + cell(summary.get("p99_vs_bound"), 2),
+                f"{summary['naive_fps']:.0f}; "
+                f"{summary['naive_p50_ms']:.0f} / {summary['naive_p99_ms']:.0f} ms",
+            ]
+        )
+    header = [
+        "model", "raw frames/s", "pipeline frames/s", "÷ raw (each run)", "p50 / p99", "bound",
+        "p50 ÷ bound / p99 ÷ 3·bound", "naive loop: frames/s; p50 / p99",
+    ]  # fmt: skip
+    return table(header, rows)
+
+
+def profile_table(every: list[Run]) -> str:
+    """Where a frame's time went at half capacity: the worker's mean ms per step (median of runs)."""
+    steps = ("fetch", "batch_wait", "decode", "infer", "deliver", "commit")
+    rows = []
+    for run in stream_runs(every):
+        profile = run["summary"].get("profile_ms")
+        if not profile:
+            continue
+        s = run["settings"]
+        name = f"{s['size']} px, batch {s['batch']}"
+        means = [f"{profile[k]:.1f}" for k in steps]
+        rows.append([name, *means, f"{profile['batch_frames']:.1f}", f"{profile['end_to_end']:.0f}"])
+    header = ["model", *steps, "frames per batch", "end to end (worker's view)"]
+    return table(header, rows)
+
+
 def tables() -> dict[Path, dict[str, Callable[[], str]]]:
     every = load_runs()
     runs = latest(every)
@@ -380,6 +432,7 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
             "textured": lambda: textured_table(every),
         },
         RELIABILITY_DOC: {"fuzz": lambda: fuzz_table(every), "soak": lambda: soak_table(every)},
+        PERFORMANCE_DOC: {"stream": lambda: stream_table(every), "profile": lambda: profile_table(every)},
     }
 
 

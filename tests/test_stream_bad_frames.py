@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 import urllib.request
@@ -99,3 +100,10 @@ def test_bad_frames_are_dead_lettered_with_reasons(
     assert f"agad_frames_dead_lettered_total {BAD}.0" in metrics
     assert 'agad_model_version{version="stream-a"} 1.0' in metrics
     assert "agad_inference_seconds_count" in metrics and "agad_end_to_end_seconds_count" in metrics
+    # the path's profile: every decoded frame's fetch, every record's batch wait, each batch's steps
+    assert 'agad_stage_seconds_count{stage="fetch"} 60.0' in metrics
+    assert f'agad_stage_seconds_count{{stage="batch_wait"}} {60 + BAD}.0' in metrics
+    batches = re.search(r"^agad_batch_size_count (\S+)$", metrics, re.M)
+    assert batches is not None
+    for step in ("decode", "deliver", "commit"):
+        assert f'agad_stage_seconds_count{{stage="{step}"}} {batches[1]}' in metrics, step

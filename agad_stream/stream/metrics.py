@@ -37,6 +37,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.stage_seconds = Histogram(
+            "agad_stage_seconds",
+            "time in each step of a frame's path besides inference (agad_inference_seconds): fetch "
+            "(capture to polled) and batch_wait (polled to batch closed) per frame; decode (what was "
+            "left of it once the batch closed), deliver and commit per batch",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "agad_consumer_lag", "frames behind the end of this worker's partitions", registry=r
         )

@@ -1,16 +1,19 @@
-"""The scorer worker: one loop, one thread, one way through for every frame::
+"""The scorer worker: one loop, one way through for every frame::
 
     poll ─► parse ─► batch ─► infer ─► route ─► deliver ─► commit
 
 - **poll** (:meth:`Worker.run`): records of the frames topic, at most what the batch still wants;
 - **parse** (:func:`~agad_stream.stream.frames.parse_frame`): a Frame for the model, or a Rejection;
+  started on a small thread pool as soon as a record is polled (OpenCV releases the GIL), so frames
+  decode while the batch waits for company instead of after it closed;
 - **batch** (:class:`~agad_stream.stream.batcher.Batcher`): until ``max_batch`` or ``max_wait_ms``;
 - **infer** (:func:`~agad_stream.stream.isolation.predict_isolating`): scores and heat-maps; a frame
   that breaks the backend becomes a Rejection;
 - **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
 - **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
   Redis hold all of them;
-- **commit** (:class:`~agad_stream.stream.offsets.Offsets`): only then, past the batch.
+- **commit** (:class:`~agad_stream.stream.offsets.Offsets`): only then, past the batch; sent
+  without waiting for the answer, which the next poll brings (a refused commit is sent again).
 
 At-least-once: a crash before the commit replays the batch; the review queue is idempotent by
 frame_id, so only the scores topic can see a frame twice, and only frames after the last commit.
@@ -42,6 +45,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -75,6 +79,17 @@ STUCK_S = 120.0
 """No step of the loop for this long: a client is hung, and the stacks go to stderr (see above)."""
 STDERR_FD = 2
 """Where the stacks go: the process's stderr, whatever has replaced ``sys.stderr`` since."""
+DECODE_THREADS = 2
+"""Threads decoding polled frames: two keep ahead of the model on this project's 2-core machines."""
+
+
+@dataclass(frozen=True)
+class Polled:
+    """A polled record and its frame being decoded."""
+
+    record: Any
+    parsed: Future[Frame | Rejection]
+    at_ms: float  # when the poll returned it, ms since epoch
 
 
 @dataclass
@@ -108,7 +123,8 @@ class Worker:
         self.load_backend = backend_loader
         self.watch = watch
         self.metrics = metrics or Metrics()
-        self.batcher: Batcher[Any] = Batcher(settings.scorer.max_batch, settings.scorer.max_wait_ms)
+        self.batcher: Batcher[Polled] = Batcher(settings.scorer.max_batch, settings.scorer.max_wait_ms)
+        self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
         self.review = ReviewQueue(clients.redis, settings.redis.key_prefix)
         self.delivery = Delivery(clients.producer, self.review)
         self.offsets = Offsets(self.consumer)
@@ -162,6 +178,7 @@ class Worker:
             self._finish_commits()
         finally:
             faulthandler.cancel_dump_traceback_later()
+            self.decoder.shutdown(cancel_futures=True)
             self.clients.close()
             if self.watch is not None:
                 self.watch.close()
@@ -174,23 +191,40 @@ class Worker:
 
     # --- the pipeline -------------------------------------------------------------------------
 
-    def _poll(self) -> list[Any]:
-        """Records for the batch; also where rebalances happen and postponed commits go out."""
+    def _poll(self) -> list[Polled]:
+        """Records for the batch, each already decoding; also where rebalances happen and postponed
+        commits go out."""
         wanted, wait_ms = self.batcher.poll_budget(LONGEST_POLL_MS)
         polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
         if not polled and not self.consumer.assignment():
             time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
         self._drop_lost()
         self._commit()
-        return [record for records in polled.values() for record in records]
+        spec = self.backend.card.input  # a reload happens only between batches: this is the batch's
+        now_ms = time.time() * 1000.0
+        return [
+            Polled(
+                r,
+                self.decoder.submit(parse_frame, r, image_size=spec.image_size, channels=spec.channels),
+                now_ms,
+            )
+            for records in polled.values()
+            for r in records
+        ]
 
-    def _process(self, records: list[Any]) -> None:
+    def _process(self, batch: list[Polled]) -> None:
         """Parse, infer, route, deliver and commit one batch; see the module docstring."""
-        if not records:
+        if not batch:
             return
-        card = self.backend.card
-        size, channels = card.input.image_size, card.input.channels
-        parsed = [parse_frame(record, image_size=size, channels=channels) for record in records]
+        stage = self.metrics.stage_seconds
+        closed_ms, started = time.time() * 1000.0, time.perf_counter()
+        records = [p.record for p in batch]
+        parsed = [p.parsed.result() for p in batch]
+        stage.labels("decode").observe(time.perf_counter() - started)
+        for polled, frame in zip(batch, parsed, strict=True):
+            if isinstance(frame, Frame):
+                stage.labels("fetch").observe(max(polled.at_ms - frame.ts_ms, 0.0) / 1000.0)
+            stage.labels("batch_wait").observe((closed_ms - polled.at_ms) / 1000.0)
         frames = [p for p in parsed if isinstance(p, Frame)]
         rejected = [p for p in parsed if isinstance(p, Rejection)]
         inference = self._infer(frames)
@@ -200,7 +234,7 @@ class Worker:
             inference.heatmaps,
             [*rejected, *inference.failed],
             threshold=self.threshold,
-            model_version=card.model_version,
+            model_version=self.backend.card.model_version,
             topics=self.topics,
             now_ms=time.time() * 1000.0,
         )
@@ -209,7 +243,10 @@ class Worker:
             log.warning(
                 "dead letter %s:%d:%d: %s", record.topic, record.partition, record.offset, rejection.reason
             )
-        if not self._deliver(Pending.of(routed)):
+        delivering = time.perf_counter()
+        delivered = self._deliver(Pending.of(routed))
+        stage.labels("deliver").observe(time.perf_counter() - delivering)
+        if not delivered:
             log.warning(
                 "stopped with %d frames of a batch uncommitted; they will be scored again", len(records)
             )
@@ -217,7 +254,9 @@ class Worker:
         lost = self.rebalances.take_lost()  # during a stall in delivery
         self.offsets.forget(lost)
         self.offsets.stage(r for r in records if TopicPartition(r.topic, r.partition) not in lost)
+        committing = time.perf_counter()
         self._commit()
+        stage.labels("commit").observe(time.perf_counter() - committing)
         self._count(routed, inference.frames, len(records))
 
     def _infer(self, frames: list[Frame]) -> Inference:
@@ -277,6 +316,10 @@ class Worker:
             self._countdown_started = now
 
     def _commit(self) -> None:
+        self.offsets.commit_soon()
+        self.metrics.consumer_lag.set(self.offsets.lag)
+
+    def _commit_and_wait(self) -> None:
         if self.offsets.commit():
             self.metrics.consumer_lag.set(self.offsets.lag)
 
@@ -300,7 +343,7 @@ class Worker:
         if not lost:
             return
         self.offsets.forget(lost)
-        dropped = self.batcher.discard(lambda r: TopicPartition(r.topic, r.partition) in lost)
+        dropped = self.batcher.discard(lambda p: TopicPartition(p.record.topic, p.record.partition) in lost)
         if dropped:
             log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
 
@@ -310,13 +353,13 @@ class Worker:
         Gives up after the session timeout: the new owners then score the uncommitted frames again.
         """
         deadline = time.monotonic() + self.settings.scorer.session_timeout_ms / 1000
-        self._commit()
+        self._commit_and_wait()
         if self.offsets.pending:
             self.consumer.pause(*self.consumer.assignment())
         while self.offsets.pending and time.monotonic() < deadline:
             self._poll_without_taking(LONGEST_POLL_MS)
             self._drop_lost()
-            self._commit()
+            self._commit_and_wait()
         if self.offsets.pending:
             log.warning(
                 "leaving with offsets uncommitted; the last frames of those partitions will be scored again"
