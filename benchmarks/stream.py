@@ -52,13 +52,13 @@ from agad_stream.preprocess import prepare_image, stack_images, to_model_input
 from agad_stream.review.queue import ReviewItem, ReviewQueue
 from agad_stream.stream.clients import connect
 from agad_stream.stream.frames import Frame, parse_frame
+from agad_stream.stream.metrics import STAGES
 from agad_stream.stream.simulator import frame_headers
 from agad_stream.stream.worker import Worker
 from benchmarks.common import write_result
 from deploy.onnx_export import export_onnx
 
 PARTITIONS = 4
-STAGES = ("fetch", "batch_wait", "decode", "deliver", "commit")
 DISTINCT = 50
 
 

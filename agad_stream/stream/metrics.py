@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+STAGES = ("fetch", "batch_wait", "decode", "deliver", "commit")
+"""The steps of a frame's path that ``agad_stage_seconds`` times (inference has its own histogram)."""
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -46,6 +48,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.stage = {name: self.stage_seconds.labels(name) for name in STAGES}  # looked up once
         self.consumer_lag = Gauge(
             "agad_consumer_lag", "frames behind the end of this worker's partitions", registry=r
         )

@@ -216,15 +216,15 @@ class Worker:
         """Parse, infer, route, deliver and commit one batch; see the module docstring."""
         if not batch:
             return
-        stage = self.metrics.stage_seconds
+        stage = self.metrics.stage
         closed_ms, started = time.time() * 1000.0, time.perf_counter()
         records = [p.record for p in batch]
         parsed = [p.parsed.result() for p in batch]
-        stage.labels("decode").observe(time.perf_counter() - started)
+        stage["decode"].observe(time.perf_counter() - started)
         for polled, frame in zip(batch, parsed, strict=True):
             if isinstance(frame, Frame):
-                stage.labels("fetch").observe(max(polled.at_ms - frame.ts_ms, 0.0) / 1000.0)
-            stage.labels("batch_wait").observe((closed_ms - polled.at_ms) / 1000.0)
+                stage["fetch"].observe(max(polled.at_ms - frame.ts_ms, 0.0) / 1000.0)
+            stage["batch_wait"].observe((closed_ms - polled.at_ms) / 1000.0)
         frames = [p for p in parsed if isinstance(p, Frame)]
         rejected = [p for p in parsed if isinstance(p, Rejection)]
         inference = self._infer(frames)
@@ -245,7 +245,7 @@ class Worker:
             )
         delivering = time.perf_counter()
         delivered = self._deliver(Pending.of(routed))
-        stage.labels("deliver").observe(time.perf_counter() - delivering)
+        stage["deliver"].observe(time.perf_counter() - delivering)
         if not delivered:
             log.warning(
                 "stopped with %d frames of a batch uncommitted; they will be scored again", len(records)
@@ -256,7 +256,7 @@ class Worker:
         self.offsets.stage(r for r in records if TopicPartition(r.topic, r.partition) not in lost)
         committing = time.perf_counter()
         self._commit()
-        stage.labels("commit").observe(time.perf_counter() - committing)
+        stage["commit"].observe(time.perf_counter() - committing)
         self._count(routed, inference.frames, len(records))
 
     def _infer(self, frames: list[Frame]) -> Inference:
