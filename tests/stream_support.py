@@ -21,7 +21,7 @@ from agad_stream.config import ENV_PREFIX, Settings, routing_env
 from agad_stream.inference import load_backend
 from agad_stream.preprocess import prepare_image, to_model_input
 from agad_stream.stream.simulator import frame_headers
-from tests.support import WAIT_S, services_env
+from tests.support import WAIT_S, KafkaClients, services_env
 
 CAMERAS = ("cam-00", "cam-01", "cam-02", "cam-03")  # their keys hash to the 4 partitions 0, 3, 2, 1
 DISTINCT_IMAGES = 64
@@ -86,6 +86,12 @@ def produce(producer: KafkaProducer, topic: str, frames: Iterable[SentFrame]) ->
         meta = future.get(timeout=WAIT_S)
         placed.append(SentFrame(**{**frame.__dict__, "partition": meta.partition, "offset": meta.offset}))
     return placed
+
+
+def committed(kafka_clients: KafkaClients, group: str) -> dict[int, int]:
+    """The offsets ``group`` has committed, by partition (partitions without a commit are absent)."""
+    offsets = kafka_clients.admin().list_group_offsets({group: None})[group]
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 def make_frames(count: int, start: int = 0, prefix: str = "f") -> list[SentFrame]:

@@ -14,6 +14,7 @@ from agad_stream.config import Settings
 from deploy.services import manager
 from tests.stream_support import (
     ServeProcess,
+    committed,
     distinct_ids,
     make_frames,
     produce,
@@ -21,11 +22,6 @@ from tests.stream_support import (
     review_frame_ids,
 )
 from tests.support import KafkaClients, Services
-
-
-def committed_total(kafka_clients: KafkaClients, group: str) -> int:
-    offsets = kafka_clients.admin().list_group_offsets({group: None})[group]
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
 
 
 def test_redis_outage_pauses_intake_and_loses_nothing(
@@ -49,7 +45,7 @@ def test_redis_outage_pauses_intake_and_loses_nothing(
         manager.down(services.local, "redis")
         produce(producer, settings.kafka.topics.frames, make_frames(40, start=40))
         worker.wait_for(lambda text: "pausing intake" in text, "the worker to pause")
-        assert committed_total(kafka_clients, group) == len(first), "committed frames it could not queue"
+        assert sum(committed(kafka_clients, group).values()) == len(first), "committed unqueued frames"
     finally:
         manager.up(services.local, "redis")
     worker.wait_for(lambda text: "intake resumed" in text, "the worker to resume")
@@ -57,7 +53,7 @@ def test_redis_outage_pauses_intake_and_loses_nothing(
     assert worker.stop() == 0
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)) == 80
-    assert committed_total(kafka_clients, group) == 80
+    assert sum(committed(kafka_clients, group).values()) == 80
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -86,15 +82,15 @@ def test_a_signal_during_a_stall_stops_without_committing_the_stalled_batch(
         worker.wait_for(lambda text: "pausing intake" in text, "the worker to pause")
         assert worker.stop(sig, timeout=60) == 0  # it leaves promptly, although outputs are pending
         assert "uncommitted; they will be scored again" in worker.text()
-        assert committed_total(kafka_clients, group) == 16
+        assert sum(committed(kafka_clients, group).values()) == 16
     finally:
         manager.up(services.local, "redis")
     second = serve(stream_models["a"], "w2", threshold=0.0, max_batch=8)
     # The stalled batch's scores went out before the stop (only Redis was away): wait for the replay.
     deadline = time.monotonic() + 120
-    while committed_total(kafka_clients, group) < 32 and time.monotonic() < deadline:
+    while sum(committed(kafka_clients, group).values()) < 32 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert second.stop() == 0
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)) == 32  # the replay queued nothing twice
-    assert committed_total(kafka_clients, group) == 32
+    assert sum(committed(kafka_clients, group).values()) == 32

@@ -13,6 +13,7 @@ from agad_stream.config import Settings
 from deploy.services import manager
 from tests.stream_support import (
     ServeProcess,
+    committed,
     distinct_ids,
     make_frames,
     produce,
@@ -20,7 +21,6 @@ from tests.stream_support import (
     review_frame_ids,
 )
 from tests.support import KafkaClients, Services
-from tests.test_stream_backpressure import committed_total
 
 OUTAGE_S = 15
 
@@ -47,10 +47,10 @@ def test_a_broker_outage_mid_stream_loses_nothing(
         manager.up(services.local, "kafka")
     produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(40, start=40))
     read_topic(settings, settings.kafka.topics.scores, lambda r: len(distinct_ids(r)) >= 80, "every score")
-    deadline = time.monotonic() + 120
-    while committed_total(kafka_clients, settings.kafka.group_id) < 80 and time.monotonic() < deadline:
+    group, deadline = settings.kafka.group_id, time.monotonic() + 120
+    while sum(committed(kafka_clients, group).values()) < 80 and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert committed_total(kafka_clients, settings.kafka.group_id) == 80
+    assert sum(committed(kafka_clients, group).values()) == 80
     assert worker.stop() == 0
     queued = review_frame_ids(redis_client, settings.redis.key_prefix)
     assert len(queued) == len(set(queued)) == 80

@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from agad_stream.config import Settings
 from agad_stream.errors import AgadError
@@ -21,7 +20,7 @@ from agad_stream.inference import Backend, Prediction, load_backend
 from agad_stream.stream.clients import connect
 from agad_stream.stream.isolation import BackendBroken, predict_isolating
 from agad_stream.stream.worker import Worker
-from tests.stream_support import make_frames, produce, read_topic
+from tests.stream_support import committed, make_frames, produce, read_topic
 from tests.support import WAIT_S, KafkaClients
 
 
@@ -44,18 +43,6 @@ def white_jpeg() -> bytes:
     ok, encoded = cv2.imencode(".jpg", np.full((40, 48), 255, np.uint8))
     assert ok
     return encoded.tobytes()
-
-
-def committed(settings: Settings) -> dict[int, int]:
-    consumer = KafkaConsumer(
-        **settings.kafka.client_options(), group_id=settings.kafka.group_id, enable_auto_commit=False
-    )
-    try:
-        topic = settings.kafka.topics.frames
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: offset for tp in partitions if (offset := consumer.committed(tp)) is not None}
-    finally:
-        consumer.close(autocommit=False)
 
 
 def test_isolation_finds_the_frames_that_fail_alone() -> None:
@@ -106,7 +93,7 @@ def test_a_frame_that_breaks_the_backend_is_dead_lettered(
     ends: dict[int, int] = {}
     for frame in placed:
         ends[frame.partition] = max(ends.get(frame.partition, 0), frame.offset + 1)
-    assert committed(settings) == ends
+    assert committed(kafka_clients, settings.kafka.group_id) == ends
 
 
 def test_a_backend_that_fails_on_everything_stops_the_worker_uncommitted(
@@ -119,6 +106,6 @@ def test_a_backend_that_fails_on_everything_stops_the_worker_uncommitted(
     with pytest.raises(AgadError, match="the model or its runtime is broken"):
         worker.run()
     assert backend.calls > 1
-    assert committed(settings) == {}
+    assert committed(kafka_clients, settings.kafka.group_id) == {}
     consumer = kafka_clients.consumer(settings.kafka.topics.scores, settings.kafka.topics.dead_letter)
     assert not consumer.poll(timeout_ms=2000)

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer
 
 from agad_stream.config import Settings
 from agad_stream.stream.offsets import Offsets
-from tests.stream_support import make_frames, produce
+from tests.stream_support import committed, make_frames, produce
 from tests.support import WAIT_S, KafkaClients
 
 
@@ -24,11 +24,6 @@ def joined(kafka_clients: KafkaClients, topic: str, group: str) -> KafkaConsumer
         consumer.poll(timeout_ms=200)
     assert consumer.assignment(), "the consumer got no partitions"
     return consumer
-
-
-def committed(kafka_clients: KafkaClients, group: str) -> dict[int, int]:
-    offsets = kafka_clients.admin().list_group_offsets({group: None})[group]
-    return {tp.partition: meta.offset for tp, meta in offsets.items()}
 
 
 def test_a_commit_sent_without_waiting_arrives_with_the_next_poll(

@@ -8,7 +8,10 @@
   decode while the batch waits for company instead of after it closed;
 - **batch** (:class:`~agad_stream.stream.batcher.Batcher`): until ``max_batch`` or ``max_wait_ms``;
 - **infer** (:func:`~agad_stream.stream.isolation.predict_isolating`): scores and heat-maps; a frame
-  that breaks the backend becomes a Rejection;
+  that breaks the backend becomes a Rejection. It runs on the model thread (ONNX Runtime, torch and
+  TensorRT release the GIL), one batch at a time: while it runs, the loop delivers the batch before
+  it and polls the one after, so a batch's Kafka and Redis round trips hide behind the next one's
+  inference instead of adding to it;
 - **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
 - **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
   Redis hold all of them;
@@ -23,13 +26,15 @@ nothing new), keeps polling so that it stays in the group, and retries only what
 exponential backoff. Nothing is buffered beyond the batch at hand, and nothing is committed past it.
 
 Rebalance: one happens only inside ``poll`` (:class:`~agad_stream.stream.rebalance.Rebalances`
-notes it), so a batch being scored is never cut by one. Records polled for a partition that moved
-away are dropped unscored and uncommitted; its new owner reads them from the committed offset. A
-rebalance during a backpressure stall is the one case that can duplicate: the batch's outputs may
-be partly published, and the lost partitions are not committed, so their new owner scores those
-frames again.
+notes it). Records polled for a partition that moved away are dropped unscored and uncommitted,
+and the frames of the batch on the model thread that belong to it are dropped unpublished once
+scored; its new owner reads them from the committed offset. A rebalance during a backpressure
+stall is the one case that can duplicate: the batch's outputs may be partly published, and the
+lost partitions are not committed, so their new owner scores those frames again.
 
-Shutdown (SIGTERM, SIGINT): finish the batch, deliver, commit, leave the group.
+Shutdown (SIGTERM, SIGINT): finish the batch on the model thread and the one being collected,
+deliver, commit, leave the group. A batch that could not be stored stops the worker, and nothing
+after it is published or committed, so no commit ever passes frames whose outputs are missing.
 
 Stuck: every step of the loop is bounded (a poll, a flush, a commit: at most SEND_WAIT_S each). If
 the loop still makes no step for STUCK_S (three quarters of it at the least: the countdown restarts
@@ -46,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -81,6 +86,9 @@ STDERR_FD = 2
 """Where the stacks go: the process's stderr, whatever has replaced ``sys.stderr`` since."""
 DECODE_THREADS = 2
 """Threads decoding polled frames: two keep ahead of the model on this project's 2-core machines."""
+SHORTEST_POLL_MS = 1.0
+"""While the model thread runs, a poll waits at most until its batch should be done, and this long
+at the least."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,34 @@ class Inference:
     scores: np.ndarray
     heatmaps: np.ndarray
     failed: list[Rejection]
+
+    def without(self, lost: set[TopicPartition]) -> Inference:
+        """The frames of partitions not in ``lost``."""
+        kept = [i for i, frame in enumerate(self.frames) if not _in(frame.record, lost)]
+        return Inference(
+            [self.frames[i] for i in kept],
+            self.scores[kept],
+            self.heatmaps[kept],
+            [rejection for rejection in self.failed if not _in(rejection.record, lost)],
+        )
+
+
+@dataclass
+class Scoring:
+    """A batch on the model thread, with the model it was given to: a reload meanwhile never
+    relabels it. ``lost``: partitions that moved away since, whose frames are not published."""
+
+    records: list[Any]
+    rejected: list[Rejection]
+    inference: Future[Inference]
+    model_version: str
+    threshold: float
+    done_by: float  # time.monotonic() when the batch should be done, judged by the last one
+    lost: set[TopicPartition] = field(default_factory=set)
+
+
+def _in(record: Any, partitions: set[TopicPartition]) -> bool:
+    return TopicPartition(record.topic, record.partition) in partitions
 
 
 class Worker:
@@ -125,6 +161,10 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.batcher: Batcher[Polled] = Batcher(settings.scorer.max_batch, settings.scorer.max_wait_ms)
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
+        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self.scoring: Scoring | None = None
+        self.abandoned = False  # a batch could not be stored: publish and commit nothing after it
+        self._inference_s = 0.0  # the last batch's
         self.review = ReviewQueue(clients.redis, settings.redis.key_prefix)
         self.delivery = Delivery(clients.producer, self.review)
         self.offsets = Offsets(self.consumer)
@@ -169,16 +209,21 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self._stepped()
-                if not len(self.batcher):
+                if not len(self.batcher) and self.scoring is None:
                     self._maybe_reload()
                 self.batcher.add(self._poll())
-                if self.batcher.ready():
-                    self._process(self.batcher.take())
-            self._process(self.batcher.take())
+                scored = self.scoring is not None and self.scoring.inference.done()
+                if self.batcher.ready() or scored:
+                    self._settle_rebalance()
+                    self._score(self.batcher.take() if self.batcher.ready() else [])
+            self._settle_rebalance()
+            self._score(self.batcher.take())
+            self._score([])
             self._finish_commits()
         finally:
             faulthandler.cancel_dump_traceback_later()
             self.decoder.shutdown(cancel_futures=True)
+            self.model_thread.shutdown(cancel_futures=True)
             self.clients.close()
             if self.watch is not None:
                 self.watch.close()
@@ -195,6 +240,9 @@ class Worker:
         """Records for the batch, each already decoding; also where rebalances happen and postponed
         commits go out."""
         wanted, wait_ms = self.batcher.poll_budget(LONGEST_POLL_MS)
+        if self.scoring is not None:  # be back when it is done, to deliver it
+            due_ms = (self.scoring.done_by - time.monotonic()) * 1000.0
+            wait_ms = min(wait_ms, max(due_ms, SHORTEST_POLL_MS))
         polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
         if not polled and not self.consumer.assignment():
             time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
@@ -212,13 +260,20 @@ class Worker:
             for r in records
         ]
 
-    def _process(self, batch: list[Polled]) -> None:
-        """Parse, infer, route, deliver and commit one batch; see the module docstring."""
-        if not batch:
-            return
+    def _score(self, batch: list[Polled]) -> None:
+        """Give ``batch`` (if any) to the model thread, and deliver and commit the batch it had
+        meanwhile; see the module docstring."""
+        previous, self.scoring = self.scoring, None
+        if previous is not None:
+            previous.inference.result()  # the model thread is free again
+        if batch and not self.abandoned:
+            self.scoring = self._start(batch)
+        if previous is not None and not self.abandoned:
+            self._finish(previous)
+
+    def _start(self, batch: list[Polled]) -> Scoring:
         stage = self.metrics.stage
         closed_ms, started = time.time() * 1000.0, time.perf_counter()
-        records = [p.record for p in batch]
         parsed = [p.parsed.result() for p in batch]
         stage["decode"].observe(time.perf_counter() - started)
         for polled, frame in zip(batch, parsed, strict=True):
@@ -226,15 +281,27 @@ class Worker:
                 stage["fetch"].observe(max(polled.at_ms - frame.ts_ms, 0.0) / 1000.0)
             stage["batch_wait"].observe((closed_ms - polled.at_ms) / 1000.0)
         frames = [p for p in parsed if isinstance(p, Frame)]
-        rejected = [p for p in parsed if isinstance(p, Rejection)]
-        inference = self._infer(frames)
+        return Scoring(
+            records=[p.record for p in batch],
+            rejected=[p for p in parsed if isinstance(p, Rejection)],
+            inference=self.model_thread.submit(self._infer, frames),
+            model_version=self.backend.card.model_version,
+            threshold=self.threshold,
+            done_by=time.monotonic() + self._inference_s,
+        )
+
+    def _finish(self, scoring: Scoring) -> None:
+        """Route, deliver and commit a batch the model thread has scored."""
+        inference = scoring.inference.result().without(scoring.lost)
+        rejected = [r for r in scoring.rejected if not _in(r.record, scoring.lost)]
+        records = [r for r in scoring.records if not _in(r, scoring.lost)]
         routed = route(
             inference.frames,
             inference.scores,
             inference.heatmaps,
             [*rejected, *inference.failed],
-            threshold=self.threshold,
-            model_version=self.backend.card.model_version,
+            threshold=scoring.threshold,
+            model_version=scoring.model_version,
             topics=self.topics,
             now_ms=time.time() * 1000.0,
         )
@@ -243,17 +310,18 @@ class Worker:
             log.warning(
                 "dead letter %s:%d:%d: %s", record.topic, record.partition, record.offset, rejection.reason
             )
+        stage = self.metrics.stage
         delivering = time.perf_counter()
         delivered = self._deliver(Pending.of(routed))
         stage["deliver"].observe(time.perf_counter() - delivering)
         if not delivered:
+            self.abandoned = True
             log.warning(
                 "stopped with %d frames of a batch uncommitted; they will be scored again", len(records)
             )
             return
-        lost = self.rebalances.take_lost()  # during a stall in delivery
-        self.offsets.forget(lost)
-        self.offsets.stage(r for r in records if TopicPartition(r.topic, r.partition) not in lost)
+        lost = self._drop_lost()  # during a stall in delivery
+        self.offsets.stage(r for r in records if not _in(r, lost))
         committing = time.perf_counter()
         self._commit()
         stage["commit"].observe(time.perf_counter() - committing)
@@ -266,7 +334,8 @@ class Worker:
         batch = to_model_input(stack_images([frame.image for frame in frames]))
         started = time.perf_counter()
         isolated = predict_isolating(self._predict, batch, self._canary)
-        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        self._inference_s = time.perf_counter() - started
+        self.metrics.inference_seconds.observe(self._inference_s)
         if isolated.scored:
             self._canary = batch[isolated.scored[:1]].copy()
         failed = [Rejection(frames[i].record, reason) for i, reason in sorted(isolated.failures.items())]
@@ -337,15 +406,31 @@ class Worker:
 
     # --- rebalances and leaving ---------------------------------------------------------------
 
-    def _drop_lost(self) -> None:
-        """Forget polled, unprocessed records and staged offsets of partitions now owned elsewhere."""
+    def _drop_lost(self) -> set[TopicPartition]:
+        """The partitions now owned elsewhere: their staged offsets are forgotten, their polled
+        records dropped, and their frames in the batch on the model thread will not be published."""
         lost = self.rebalances.take_lost()
         if not lost:
-            return
+            return lost
         self.offsets.forget(lost)
-        dropped = self.batcher.discard(lambda p: TopicPartition(p.record.topic, p.record.partition) in lost)
+        if self.scoring is not None:
+            self.scoring.lost |= lost
+        dropped = self.batcher.discard(lambda p: _in(p.record, lost))
         if dropped:
             log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
+        return lost
+
+    def _settle_rebalance(self) -> None:
+        """If a rebalance is under way, poll (taking nothing) until the assignment comes, then drop what is
+        lost, so that nothing of a partition that moved is scored or published. Gives up after
+        the session timeout (the group has then moved on without this worker anyway)."""
+        if self.rebalances.under_way:
+            deadline = time.monotonic() + self.settings.scorer.session_timeout_ms / 1000
+            log.info("rebalance under way: waiting for the new assignment before publishing")
+            while self.rebalances.under_way and time.monotonic() < deadline:
+                self._poll_without_taking(LONGEST_POLL_MS)
+                self._stepped()
+        self._drop_lost()
 
     def _finish_commits(self) -> None:
         """Before leaving: commit what is stored, polling (paused) through a rebalance under way.

@@ -1,0 +1,110 @@
+"""The loop keeps polling while the model thread scores, and a rebalance meanwhile loses nothing.
+
+The worker runs in this process with a backend whose first batch waits for the test. While it
+waits, a second member joins the group and takes partitions: the worker must take part in that
+rebalance from its poll (a loop that blocked in inference would hold the group up), must not
+publish the frames of the batch whose partitions moved, and must not commit them. Once the second
+member leaves, the worker gets them back and scores every frame exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from agad_stream.config import Settings
+from agad_stream.inference import Backend, Prediction, load_backend
+from agad_stream.stream.clients import connect
+from agad_stream.stream.worker import Worker
+from tests.stream_support import committed, make_frames, produce, read_topic
+from tests.support import WAIT_S, KafkaClients
+
+FRAMES = 16
+
+
+class Intruder(threading.Thread):
+    """A second member of the group that holds the partitions it is given, polling as a live member
+    does (a member that stops polling stalls the group's next rebalance), committing nothing."""
+
+    def __init__(self, kafka_clients: KafkaClients, topic: str, group: str) -> None:
+        super().__init__()
+        self.consumer = kafka_clients.consumer(topic, group_id=group)
+        self.consumer.topics()  # metadata before joining, as the worker does (see Worker.run)
+        self.assigned: set[int] = set()
+        self.leave = threading.Event()
+
+    def run(self) -> None:
+        while not self.leave.is_set():
+            self.consumer.poll(timeout_ms=100)
+            self.assigned = {tp.partition for tp in self.consumer.assignment()}
+        self.consumer.close(autocommit=False)
+
+
+class HeldFirstBatch:
+    """The ONNX Runtime backend, except that its first call waits until ``release`` is set."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name, self.card, self.details = inner.name, inner.card, inner.details
+        self.started, self.release = threading.Event(), threading.Event()
+        self.first_batch = 0
+
+    def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:
+        if not self.started.is_set():
+            self.first_batch = len(batch)
+            self.started.set()
+            assert self.release.wait(WAIT_S), "the test never released the first batch"
+        return self.inner.predict(batch, heatmaps=heatmaps)
+
+
+def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
+    settings: Settings, kafka_clients: KafkaClients, stream_models: dict[str, Path]
+) -> None:
+    model = stream_models["a"]
+    backend = HeldFirstBatch(load_backend(model, "onnxruntime"))
+    # Room for more than the frames, and time to poll them all: they make one batch, and no
+    # second batch is ready to wait for the first while it is held.
+    update = {"max_batch": 4 * FRAMES, "max_wait_ms": 3000.0, "metrics_port": 0}
+    scorer = settings.scorer.model_copy(update=update)
+    served = settings.model_copy(update={"scorer": scorer})
+    group, topics = settings.kafka.group_id, settings.kafka.topics
+    placed = produce(kafka_clients.producer(), topics.frames, make_frames(FRAMES))
+    worker = Worker(served, model, backend, lambda _: backend, connect(served))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        assert backend.started.wait(WAIT_S), "the worker never scored a batch"
+        assert backend.first_batch == FRAMES
+        intruder = Intruder(kafka_clients, topics.frames, group)
+        intruder.start()
+        deadline = time.monotonic() + WAIT_S
+        while not intruder.assigned and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lost = intruder.assigned
+        assert lost and len(lost) < 4, "the worker did not share its partitions while scoring"
+        backend.release.set()
+
+        kept = [f for f in placed if f.partition not in lost]
+        scores = read_topic(settings, topics.scores, lambda r: len(r) >= len(kept), "the kept frames' scores")
+        scored = {json.loads(r.value)["frame_id"] for r in scores}
+        assert scored == {f.frame_id for f in kept}, "frames of partitions that moved were published"
+        ends = {f.partition: f.offset + 1 for f in kept}
+        while committed(kafka_clients, group) != ends and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert committed(kafka_clients, group) == ends, "offsets of partitions that moved were committed"
+
+        intruder.leave.set()
+        intruder.join(WAIT_S)
+        scores = read_topic(settings, topics.scores, lambda r: len(r) >= FRAMES, "every frame's score")
+    finally:
+        backend.release.set()
+        worker.stopping.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+    times = Counter(json.loads(r.value)["frame_id"] for r in scores)
+    assert times == Counter(f.frame_id for f in placed), "a frame was scored twice or not at all"
