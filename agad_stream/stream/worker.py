@@ -110,7 +110,9 @@ class Inference:
     failed: list[Rejection]
 
     def without(self, lost: set[TopicPartition]) -> Inference:
-        """The frames of partitions not in ``lost``."""
+        """The frames of partitions not in ``lost`` (itself when nothing is lost, the usual case)."""
+        if not lost:
+            return self
         kept = [i for i, frame in enumerate(self.frames) if not _in(frame.record, lost)]
         return Inference(
             [self.frames[i] for i in kept],
@@ -421,15 +423,16 @@ class Worker:
         return lost
 
     def _settle_rebalance(self) -> None:
-        """If a rebalance is under way, poll (taking nothing) until the assignment comes, then drop what is
-        lost, so that nothing of a partition that moved is scored or published. Gives up after
-        the session timeout (the group has then moved on without this worker anyway)."""
-        if self.rebalances.under_way:
-            deadline = time.monotonic() + self.settings.scorer.session_timeout_ms / 1000
-            log.info("rebalance under way: waiting for the new assignment before publishing")
-            while self.rebalances.under_way and time.monotonic() < deadline:
-                self._poll_without_taking(LONGEST_POLL_MS)
-                self._stepped()
+        """If a rebalance is under way, poll (taking nothing) until the assignment comes, then drop
+        what is lost, so that nothing of a partition that moved is scored or published. Gives up
+        after the session timeout (the group has then moved on without this worker anyway)."""
+        if not self.rebalances.under_way:
+            return  # what the last poll lost is dropped already
+        deadline = time.monotonic() + self.settings.scorer.session_timeout_ms / 1000
+        log.info("rebalance under way: waiting for the new assignment before publishing")
+        while self.rebalances.under_way and time.monotonic() < deadline:
+            self._poll_without_taking(LONGEST_POLL_MS)
+            self._stepped()
         self._drop_lost()
 
     def _finish_commits(self) -> None:
