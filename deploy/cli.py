@@ -16,6 +16,7 @@ from agad_stream.errors import AgadError
 from agad_stream.inference import load_backend
 from agad_stream.inference.base import ONNX_FILE
 from agad_stream.model.card import load_card
+from agad_stream.preprocess import to_model_input
 from deploy.parity import Parity, compare, random_batch
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,19 @@ log = logging.getLogger(__name__)
 def register_export(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a model directory to ONNX (model.onnx) and check it against PyTorch",
+        help="export a model directory to ONNX (model.onnx, or model.int8.onnx) and check it",
         description="Write MODEL/model.onnx: generator, score and heat-map in one graph with a dynamic batch "
         "axis, weights inside, checked with the ONNX checker, then compare ONNX Runtime with PyTorch on a "
-        "random batch.",
+        "random batch. With --precision int8 also write MODEL/model.int8.onnx, the generator quantised to "
+        "INT8 for CPUs and calibrated on normal images of the model's training data, compared with the "
+        "float32 graph on normal images; the scorer's auto backend then uses it on a CPU.",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="fp32 (default), or int8 for ONNX Runtime on CPUs (see docs/PERFORMANCE.md for its speed "
+        "and AUROC against fp32)",
     )
     parser.add_argument("--model", required=True, type=types.model_dir, help="model directory")
     parser.add_argument(
@@ -35,8 +45,22 @@ def register_export(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, help=f"write here instead of MODEL/{ONNX_FILE}")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    _add_calibration_flags(parser, default_images=256)
     types.add_json_flag(parser)
     parser.set_defaults(func=run_export)
+
+
+def _add_calibration_flags(parser: argparse.ArgumentParser, default_images: int) -> None:
+    parser.add_argument(
+        "--calibration-data",
+        help="INT8: data set spec of the normal images (default: the model's training data)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=types.positive,
+        default=default_images,
+        help=f"INT8: images to use (default {default_images})",
+    )
 
 
 def register_build_engine(subparsers: Any) -> None:
@@ -59,13 +83,7 @@ def register_build_engine(subparsers: Any) -> None:
     parser.add_argument(
         "--timing-cache", type=Path, help="timing cache file (default: per GPU in the cache dir)"
     )
-    parser.add_argument(
-        "--calibration-data",
-        help="INT8: data set spec of the normal images (default: the model's training data)",
-    )
-    parser.add_argument(
-        "--calibration-images", type=types.positive, default=512, help="INT8: images to use (default 512)"
-    )
+    _add_calibration_flags(parser, default_images=512)
     parser.add_argument(
         "--calibration-batch", type=types.positive, default=32, help="INT8: calibration batch (default 32)"
     )
@@ -85,17 +103,35 @@ def run_export(args: argparse.Namespace) -> int:
     from agad_stream.model.provenance import file_sha256
     from deploy.onnx_export import export_onnx
 
-    path = export_onnx(args.model, opset=args.opset, out=args.out)
+    int8 = args.precision == "int8"
+    if int8 and args.out is not None:
+        raise AgadError("--out writes the float32 graph only; an INT8 graph is always MODEL/model.int8.onnx")
+    calibration = _calibration_images(args) if int8 else None
+    if int8 and not (args.model / ONNX_FILE).is_file():
+        log.info(
+            "%s has no %s: exporting it first (the INT8 graph is checked against it)", args.model, ONNX_FILE
+        )
+        export_onnx(args.model, opset=args.opset)
+    path = export_onnx(args.model, opset=args.opset, out=args.out, calibration_images=calibration)
     report: dict[str, Any] = {"onnx": str(path), "opset": args.opset, "bytes": path.stat().st_size}
+    report["precision"] = args.precision
     report["sha256"] = file_sha256(path)
-    if not args.no_verify and args.out is None:
+    if int8 and not args.no_verify:
+        assert calibration is not None
+        cpu = {"device": "cpu"}
+        batch = to_model_input(calibration[:: max(1, len(calibration) // 8)][:8])
+        parity = _check(
+            args.model, "onnxruntime", cpu, "onnxruntime", {**cpu, "precision": "int8"}, "int8", batch
+        )
+        report["parity"] = _parity_dict(parity)
+    elif not args.no_verify and args.out is None:
         parity = _check(args.model, "torch", {"device": "cpu"}, "onnxruntime", {"device": "cpu"}, "fp32")
         report["parity"] = _parity_dict(parity)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(
-            f"wrote {path} (opset {args.opset}, {report['bytes'] / 1e6:.1f} MB, "
+            f"wrote {path} ({args.precision}, opset {args.opset}, {report['bytes'] / 1e6:.1f} MB, "
             f"sha256 {report['sha256'][:12]})"
         )
         if "parity" in report:
@@ -170,10 +206,13 @@ def _check(
     candidate: str,
     options: dict[str, Any],
     precision: str,
+    batch: np.ndarray | None = None,
 ) -> Parity:
-    """Compare two backends on a random batch; AgadError when they disagree beyond the tolerance."""
+    """Compare two backends on ``batch`` (default: a random one); AgadError when they disagree beyond
+    the tolerance of ``precision``."""
     card = load_card(model)
-    batch = random_batch(4, card.input.channels, card.input.image_size)
+    if batch is None:
+        batch = random_batch(4, card.input.channels, card.input.image_size)
     parity = compare(
         load_backend(model, reference, **ref_options),
         load_backend(model, candidate, **options),

@@ -22,13 +22,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
 from agad_stream.errors import AgadError
-from agad_stream.inference.base import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES
+from agad_stream.inference.base import INPUT_NAME, INT8_ONNX_FILE, ONNX_FILE, OUTPUT_NAMES
 from agad_stream.model.artifact import ModelCard, load_scorer
-from agad_stream.model.provenance import SOURCE_KEY, VERSION_KEY, source_digest
+from agad_stream.model.provenance import PRECISION_KEY, SOURCE_KEY, VERSION_KEY, source_digest
+from agad_stream.model.score import AnomalyScorer
+from deploy.onnx_quantize import quantise
+from deploy.phase_conv import rewrite_transposed_convolutions
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
@@ -36,19 +40,45 @@ MAX_BATCH = 4096
 """Upper bound of the dynamic batch axis recorded by torch.export (any larger batch is unusual)."""
 
 
-def export_onnx(model_dir: Path, *, opset: int = DEFAULT_OPSET, out: Path | None = None) -> Path:
-    """Write ``model_dir/model.onnx`` (or ``out``), checked by the ONNX checker; returns its path."""
+def export_onnx(
+    model_dir: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    out: Path | None = None,
+    calibration_images: np.ndarray | None = None,
+    rewrite_decoder: bool = False,
+) -> Path:
+    """Write ``model_dir/model.onnx`` (or ``out``), checked by the ONNX checker; returns its path.
+
+    With ``calibration_images`` (uint8 NHWC normals) it writes the INT8 graph, ``model.int8.onnx``,
+    instead (:mod:`deploy.onnx_quantize`), its decoder rewritten as plain convolutions
+    (:mod:`deploy.phase_conv`); ``rewrite_decoder`` does that for a float32 graph too.
+    """
     if opset < MIN_OPSET:
         raise AgadError(
             f"--opset {opset}: the exporter writes opset {MIN_OPSET} or newer (opset {opset} cannot express "
             f"the graph's ReduceMean with axes as an input); use --opset {MIN_OPSET}"
         )
     scorer, card = load_scorer(model_dir)
+    int8 = calibration_images is not None
+    if int8 or rewrite_decoder:
+        rewrite_transposed_convolutions(scorer)
+    model = _trace(scorer, card, opset, model_dir)
+    if calibration_images is not None:
+        model = quantise(model, calibration_images, code_weight=_code_weight(scorer))
+    _stamp(model, card, opset, source_digest(model_dir, card), "int8" if int8 else "fp32")
+    target = out or model_dir / (INT8_ONNX_FILE if int8 else ONNX_FILE)
+    _write_atomically(model, target)
+    check_onnx(target, card)
+    return target
+
+
+def _trace(scorer: AnomalyScorer, card: ModelCard, opset: int, model_dir: Path) -> onnx.ModelProto:
+    """The scorer as an ONNX graph (dynamo exporter, optimised: BatchNorm folded into the convolutions)."""
     size, channels = card.input.image_size, card.input.channels
     # Batch 2, not 1: torch.export specialises a dimension whose example value is 1.
     example = torch.zeros(2, channels, size, size)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    target = out or model_dir / ONNX_FILE
     with _quiet_exporter():
         try:
             program = torch.onnx.export(
@@ -66,11 +96,15 @@ def export_onnx(model_dir: Path, *, opset: int = DEFAULT_OPSET, out: Path | None
         except Exception as exc:  # the exporter raises many unrelated types; all mean "cannot export"
             raise AgadError(f"cannot export {model_dir} to ONNX at opset {opset}: {exc}") from exc
     assert program is not None
-    model = program.model_proto
-    _stamp(model, card, opset, source_digest(model_dir, card))
-    _write_atomically(model, target)
-    check_onnx(target, card)
-    return target
+    return program.model_proto
+
+
+def _code_weight(scorer: AnomalyScorer) -> str:
+    """Initializer name of the convolution that makes the generator's code (the encoder's last)."""
+    encoder = getattr(scorer.generator, "encoder", None)
+    if not isinstance(encoder, torch.nn.Sequential):
+        return ""  # the U-Nets have no code: nothing to keep in float32 for a memory score
+    return f"generator.encoder.{len(encoder) - 1}.weight"
 
 
 def check_onnx(path: Path, card: ModelCard) -> onnx.ModelProto:
@@ -100,7 +134,7 @@ def _dims(value: onnx.ValueInfoProto) -> list[str | int]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-def _stamp(model: onnx.ModelProto, card: ModelCard, opset: int, source: str | None) -> None:
+def _stamp(model: onnx.ModelProto, card: ModelCard, opset: int, source: str | None, precision: str) -> None:
     """Record which model version, weights and preprocessing the graph belongs to: the backends
     refuse a graph whose version or source digest is not its directory's (agad_stream.model.provenance)."""
     props = {
@@ -111,6 +145,7 @@ def _stamp(model: onnx.ModelProto, card: ModelCard, opset: int, source: str | No
         "agad.input": f"{card.input.channels}x{card.input.image_size}x{card.input.image_size} "
         f"{card.input.colour}, {card.input.normalisation}",
         "agad.exporter": f"torch.onnx dynamo, torch {torch.__version__}, opset {opset}",
+        PRECISION_KEY: precision,
     }
     del model.metadata_props[:]
     for key, value in props.items():

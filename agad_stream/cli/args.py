@@ -130,7 +130,8 @@ def batch_sizes(text: str) -> list[int]:
 
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--threads`` of an inference backend, with one meaning wherever they appear."""
+    """``--device``, ``--threads`` and ``--precision`` of an inference backend, with one meaning wherever
+    they appear."""
     parser.add_argument(
         "--device",
         type=device,
@@ -140,6 +141,12 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=positive, help="intra-op CPU threads of torch or ONNX Runtime (default: theirs)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        help="graph ONNX Runtime runs: fp32, or int8 (MODEL/model.int8.onnx from `agad export --precision "
+        "int8`); default auto: int8 on a CPU where that file exists",
     )
 
 

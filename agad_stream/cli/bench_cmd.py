@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
         "--backends",
         type=backend_list,
         default=["auto"],
-        help=f"comma-separated backends to compare: {', '.join(BACKEND_KINDS)} (default auto)",
+        help=f"comma-separated backends to compare: {', '.join(BACKEND_KINDS)}, and onnxruntime:int8 for "
+        "ONNX Runtime's INT8 graph beside its fp32 one (default auto)",
     )
     parser.add_argument(
         "--batch", type=types.batch_sizes, default=[1, 8, 32], help="batch sizes (default 1,8,32)"
@@ -142,8 +143,10 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace, kind: str) -> Backend:
-    return load_backend(args.model, kind, **backend_options(kind, args.device, args.threads))
+def _load(args: argparse.Namespace, entry: str) -> Backend:
+    kind, _, precision = entry.partition(":")
+    options = backend_options(kind, args.device, args.threads, precision or args.precision)
+    return load_backend(args.model, kind, **options)
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -155,12 +158,17 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def backend_list(text: str) -> list[str]:
-    """``onnxruntime,torch`` -> the backend kinds, each one of BACKEND_KINDS."""
-    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
-    unknown = [kind for kind in kinds if kind not in BACKEND_KINDS]
-    if not kinds or unknown:
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(BACKEND_KINDS)}, comma-separated")
-    return kinds
+    """``onnxruntime,onnxruntime:int8,torch`` -> the entries, each a backend kind of BACKEND_KINDS,
+    the ONNX Runtime ones optionally with a precision (fp32, int8)."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    known = {*BACKEND_KINDS, "onnxruntime:fp32", "onnxruntime:int8", "auto:fp32", "auto:int8"}
+    unknown = [entry for entry in entries if entry not in known]
+    if not entries or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose from {', '.join(BACKEND_KINDS)} (onnxruntime also as onnxruntime:int8), "
+            "comma-separated"
+        )
+    return entries
 
 
 def _print_table(report: dict[str, Any], size: int) -> None:
@@ -171,12 +179,13 @@ def _print_table(report: dict[str, Any], size: int) -> None:
         f"{settings['rounds']} rounds x {settings['iterations']} calls"
     )
     print(
-        f"{'backend':<12} {'device':<8} {'batch':>5} {'images/s':>10} {'p50 ms':>9} {'p99 ms':>9} "
-        f"{'ms/image':>9} {'preproc':>8}"
+        f"{'backend':<12} {'device':<8} {'prec':<5} {'batch':>5} {'images/s':>10} {'p50 ms':>9} "
+        f"{'p99 ms':>9} {'ms/image':>9} {'preproc':>8}"
     )
     for r in report["results"]:
         print(
-            f"{r['backend']:<12} {r['details'].get('device', ''):<8} {r['batch']:>5} "
+            f"{r['backend']:<12} {r['details'].get('device', ''):<8} {r['details'].get('precision', ''):<5} "
+            f"{r['batch']:>5} "
             f"{r['images_per_second']:>10.1f} "
             f"{r['latency_p50_ms']:>9.3f} {r['latency_p99_ms']:>9.3f} {r['ms_per_image']:>9.3f} "
             f"{r['preprocess_share']:>7.0%}"

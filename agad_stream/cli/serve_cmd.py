@@ -85,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
 
     source = args.model or settings.registry
     model_dir, registry = resolve_model(source, from_flag=args.model is not None)
-    options = backend_options(settings.scorer.backend, args.device, args.threads)
+    options = backend_options(settings.scorer.backend, args.device, args.threads, args.precision)
 
     def load(directory: Path) -> Backend:
         return load_backend(directory, settings.scorer.backend, **options)

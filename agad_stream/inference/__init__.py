@@ -2,7 +2,7 @@
 
 ::
 
-    backend = load_backend(Path("models/v7"))            # auto: TensorRT > ORT CUDA > ORT CPU
+    backend = load_backend(Path("models/v7"))            # auto: TensorRT > ORT CUDA > ORT CPU INT8 > ORT CPU
     scores, heatmaps = backend.predict(to_model_input(frames))
 
 Backend modules are imported when a backend of their kind is loaded, so an ONNX Runtime host
@@ -36,19 +36,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, set[str]] = {
-    "onnxruntime": {"device", "threads", "device_id"},
+    "onnxruntime": {"device", "threads", "device_id", "precision"},
     "torch": {"device", "half", "threads"},
     "tensorrt": {"engine", "device_id"},
 }
 """The keyword options each backend's constructor takes."""
 
 
-def backend_options(kind: str, device: str | None = None, threads: int | None = None) -> dict[str, Any]:
-    """The options of backend ``kind`` for a ``--device`` (auto, cpu, cuda, cuda:N) and ``--threads``;
-    TensorRT takes neither (its engine names the GPU), and auto passes the device choice to the survey."""
+def backend_options(
+    kind: str, device: str | None = None, threads: int | None = None, precision: str | None = None
+) -> dict[str, Any]:
+    """The options of backend ``kind`` for a ``--device`` (auto, cpu, cuda, cuda:N), ``--threads`` and
+    ``--precision`` (of ONNX Runtime's graph); TensorRT takes none (its engine names the GPU and its
+    precision), and auto passes the device choice to the survey."""
     options: dict[str, Any] = {}
     if threads is not None and kind in ("auto", "onnxruntime", "torch"):
         options["threads"] = threads
+    if precision is not None and kind in ("auto", "onnxruntime"):
+        options["precision"] = precision
     if device in (None, "auto") or kind in ("auto", "tensorrt"):
         return options
     assert device is not None
@@ -64,12 +69,13 @@ def load_backend(
 ) -> Backend:
     """Load ``model_dir`` with backend ``kind``; ``options`` go to that backend's constructor.
 
-    onnxruntime: ``device`` ("cpu" | "cuda"), ``threads``, ``device_id``; torch: ``device``,
-    ``half``, ``threads``; tensorrt: ``engine``, ``device_id``. With ``auto`` the chosen backend
-    gets the options it accepts (``threads`` reaches ONNX Runtime on a CPU, say), and a backend
-    that fails to start (an engine TensorRT cannot deserialize, a CUDA provider without its
-    libraries) gives way to the next choice with a warning: ``auto`` never fails where ONNX Runtime
-    on the CPU would work. ``machine`` replaces this machine's survey (for tests).
+    onnxruntime: ``device`` ("cpu" | "cuda"), ``threads``, ``device_id``, ``precision`` ("fp32" |
+    "int8"); torch: ``device``, ``half``, ``threads``; tensorrt: ``engine``, ``device_id``. With
+    ``auto`` the chosen backend gets the options it accepts (``threads`` reaches ONNX Runtime on a
+    CPU, say), and a backend that fails to start (an engine TensorRT cannot deserialize, a CUDA
+    provider without its libraries, a stale INT8 graph) gives way to the next choice with a
+    warning: ``auto`` never fails where ONNX Runtime on the CPU would work. ``machine`` replaces
+    this machine's survey (for tests).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -80,6 +86,8 @@ def load_backend(
         machine, skipped = survey(model_dir)
         for note in skipped:
             log.warning("%s", note)
+    if options.get("precision") == "fp32":
+        machine = replace(machine, int8_graph=False)
     while True:
         choice = choose_backend(machine)
         log.info("backend auto -> %s %s (%s)", choice.kind, choice.options, "; ".join(choice.reasons))
@@ -91,6 +99,8 @@ def load_backend(
                 machine = replace(machine, engines=())
             elif choice.options.get("device") == "cuda":
                 machine = replace(machine, providers=[p for p in machine.providers if p != CUDA_PROVIDER])
+            elif choice.options.get("precision") == "int8":
+                machine = replace(machine, int8_graph=False)
             else:
                 raise
             log.warning(

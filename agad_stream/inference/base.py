@@ -17,6 +17,8 @@ from agad_stream.model.card import ModelCard
 BackendKind = Literal["auto", "onnxruntime", "tensorrt", "torch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("auto", "onnxruntime", "tensorrt", "torch")
 ONNX_FILE = "model.onnx"
+INT8_ONNX_FILE = "model.int8.onnx"
+"""The INT8 graph (`agad export --precision int8`), beside the float32 one."""
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "heatmaps")
 

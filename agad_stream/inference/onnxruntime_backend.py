@@ -13,7 +13,14 @@ import numpy as np
 import onnxruntime as ort
 
 from agad_stream.errors import AgadError
-from agad_stream.inference.base import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, Prediction, check_batch
+from agad_stream.inference.base import (
+    INPUT_NAME,
+    INT8_ONNX_FILE,
+    ONNX_FILE,
+    OUTPUT_NAMES,
+    Prediction,
+    check_batch,
+)
 from agad_stream.model.card import load_card
 from agad_stream.model.provenance import check_onnx_stamp
 
@@ -21,21 +28,29 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
-def onnx_path(model_dir: Path) -> Path:
-    """``model_dir/model.onnx``; AgadError with the export command when it is missing."""
-    path = model_dir / ONNX_FILE
-    if not path.is_file():
+PRECISIONS = ("fp32", "int8")
+
+
+def onnx_path(model_dir: Path, precision: str = "fp32") -> Path:
+    """``model_dir/model.onnx`` (``model.int8.onnx`` for int8); AgadError with the export command when
+    it is missing."""
+    if precision not in PRECISIONS:
+        raise AgadError(f"onnxruntime backend precision {precision!r}: use {' or '.join(PRECISIONS)}")
+    name = INT8_ONNX_FILE if precision == "int8" else ONNX_FILE
+    if not (model_dir / name).is_file():
+        flag = " --precision int8" if precision == "int8" else ""
         raise AgadError(
-            f"{model_dir} has no {ONNX_FILE}; run `agad export --model {model_dir}` first "
+            f"{model_dir} has no {name}; run `agad export --model {model_dir}{flag}` first "
             "(or use --backend torch)"
         )
-    return path
+    return model_dir / name
 
 
 class OnnxRuntimeBackend:
     """``device`` "cpu" (default) or "cuda" (the CUDA execution provider, device ``device_id``).
 
-    ``threads`` is the intra-op thread count (None: ONNX Runtime's default, one per physical core).
+    ``threads`` is the intra-op thread count (None: ONNX Runtime's default, one per physical core);
+    ``precision`` "int8" runs the quantised graph (``agad export --precision int8``), for CPUs.
     """
 
     name = "onnxruntime"
@@ -47,9 +62,10 @@ class OnnxRuntimeBackend:
         device: str = "cpu",
         threads: int | None = None,
         device_id: int = 0,
+        precision: str = "fp32",
     ) -> None:
         self.card = load_card(model_dir)
-        path = onnx_path(model_dir)
+        path = onnx_path(model_dir, precision)
         if device not in ("cpu", "cuda"):
             raise AgadError(f"onnxruntime backend device {device!r}: use cpu or cuda")
         providers: list[str | tuple[str, dict[str, str]]] = [CPU]
@@ -88,6 +104,7 @@ class OnnxRuntimeBackend:
             "device": device if device == "cpu" else f"cuda:{device_id}",
             "provider": active[0],
             "threads": str(threads) if threads is not None else "default",
+            "precision": precision,
         }
 
     def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:

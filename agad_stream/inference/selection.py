@@ -1,9 +1,11 @@
 """``auto``: which backend to use, as a pure function of what this machine offers.
 
 Preference: a TensorRT engine built for this GPU and TensorRT version, else ONNX Runtime on the
-GPU (its CUDA provider), else ONNX Runtime on the CPU. PyTorch is never chosen automatically: it
-is the reference, the slowest of the three. :func:`survey` gathers the facts, :func:`choose_backend`
-decides; keeping the two apart lets tests feed any machine to the decision without a GPU.
+GPU (its CUDA provider), else ONNX Runtime on the CPU: its INT8 graph where ``agad export
+--precision int8`` wrote one (someone chose it and saw its parity), else float32. PyTorch is
+never chosen automatically: it is the reference, the slowest of the three. :func:`survey` gathers
+the facts, :func:`choose_backend` decides; keeping the two apart lets tests feed any machine to
+the decision without a GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agad_stream.inference.base import INT8_ONNX_FILE
 from agad_stream.inference.engine import (
     EngineRecord,
     find_engines,
@@ -34,6 +37,7 @@ class Machine:
     gpu: GpuInfo | None
     tensorrt_version: str | None
     engines: Sequence[EngineRecord] = ()
+    int8_graph: bool = False  # the model directory holds model.int8.onnx
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ def choose_backend(machine: Machine) -> Choice:
         reasons.append("no NVIDIA GPU visible")
     else:
         reasons.append(f"ONNX Runtime has no {CUDA_PROVIDER}")
+    if machine.int8_graph:
+        return Choice(
+            "onnxruntime",
+            {"device": "cpu", "precision": "int8"},
+            (*reasons, f"ONNX Runtime INT8 on the CPU ({INT8_ONNX_FILE})"),
+        )
     return Choice("onnxruntime", {"device": "cpu"}, (*reasons, "ONNX Runtime on the CPU"))
 
 
@@ -86,4 +96,5 @@ def survey(model_dir: Path) -> tuple[Machine, list[str]]:
     wanted = [r for r in engines if gpu is not None and r.metadata.gpu == gpu]
     version = installed_tensorrt_version() if wanted else None
     # Engines for other GPUs are kept in the list so the log says why they were passed over.
-    return Machine(tuple(ort.get_available_providers()), gpu, version, tuple(engines)), skipped
+    int8_graph = (model_dir / INT8_ONNX_FILE).is_file()
+    return Machine(tuple(ort.get_available_providers()), gpu, version, tuple(engines), int8_graph), skipped

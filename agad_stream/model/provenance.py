@@ -23,7 +23,8 @@ from agad_stream.model.card import ModelCard
 WEIGHTS = "weights.safetensors"
 VERSION_KEY = "agad.model_version"
 SOURCE_KEY = "agad.source_sha256"
-DERIVED_PATTERNS = ("model.onnx", "*.engine", "*.engine.json")
+PRECISION_KEY = "agad.precision"
+DERIVED_PATTERNS = ("model.onnx", "model.int8.onnx", "*.engine", "*.engine.json")
 """Files made from a model directory's weights and card, which a retrain leaves stale."""
 
 
@@ -50,7 +51,8 @@ def source_digest(directory: Path, card: ModelCard) -> str | None:
 def check_onnx_stamp(path: Path, stamp: dict[str, str], card: ModelCard) -> None:
     """AgadError with the export command when the graph at ``path`` was made from another version or
     other weights than its directory holds now."""
-    fix = f"re-export it with `agad export --model {path.parent}`"
+    flag = " --precision int8" if stamp.get(PRECISION_KEY) == "int8" else ""
+    fix = f"re-export it with `agad export --model {path.parent}{flag}`"
     exported = stamp.get(VERSION_KEY)
     if exported != card.model_version:
         raise AgadError(

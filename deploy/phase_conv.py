@@ -1,0 +1,74 @@
+"""The naive decoder's transposed convolutions rewritten as ordinary ones, for INT8 on CPUs.
+
+A ``ConvTranspose2d`` with kernel 4, stride 2 and padding 1 computes each of the four output
+phases (even/odd row × even/odd column) from a 2x2 window of its input. So it equals one 2x2
+convolution over the input padded by one pixel, with four times the output channels (one group
+per phase), each group cropped by its phase's offset and the four interleaved by a pixel shuffle.
+Same multiply-adds, same result to float rounding, but in ops that ONNX Runtime runs in INT8
+(QLinearConv); its transposed convolution stays in float32 even in a quantised graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class PhaseConvTranspose(nn.Module):
+    """Drop-in equivalent of ``ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)``."""
+
+    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if not is_phase_convertible(deconv):
+            raise ValueError(f"{deconv} is not a 4/2/1 transposed convolution without groups or dilation")
+        weight = deconv.weight.detach()  # (c_in, c_out, 4, 4)
+        self.out_channels = weight.shape[1]
+        # Phase (a, b) uses kernel taps 3 - a - 2r (rows) and 3 - b - 2c (columns), r, c in {0, 1}.
+        phases = [
+            weight[:, :, [3 - a, 1 - a]][:, :, :, [3 - b, 1 - b]].transpose(0, 1)
+            for a in (0, 1)
+            for b in (0, 1)
+        ]
+        self.conv = nn.Conv2d(weight.shape[0], 4 * self.out_channels, 2, bias=deconv.bias is not None)
+        self.conv.weight = nn.Parameter(torch.cat(phases))
+        if deconv.bias is not None:
+            self.conv.bias = nn.Parameter(deconv.bias.detach().repeat(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        z = self.conv(F.pad(x, (1, 1, 1, 1)))  # (B, 4 * c_out, H + 1, W + 1), phase-major
+        c = self.out_channels
+        crops = [
+            z[:, (2 * a + b) * c : (2 * a + b + 1) * c, a : a + height, b : b + width]
+            for a in (0, 1)
+            for b in (0, 1)
+        ]
+        # (B, c_out, 4, H, W) -> channel c * 4 + 2a + b, which pixel_shuffle puts at (2i + a, 2j + b).
+        return F.pixel_shuffle(torch.stack(crops, dim=2).flatten(1, 2), 2)
+
+
+def is_phase_convertible(module: nn.Module) -> bool:
+    """Whether ``module`` is a transposed convolution this rewrite reproduces exactly."""
+    return (
+        isinstance(module, nn.ConvTranspose2d)
+        and module.kernel_size == (4, 4)
+        and module.stride == (2, 2)
+        and module.padding == (1, 1)
+        and module.output_padding == (0, 0)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+    )
+
+
+def rewrite_transposed_convolutions(model: nn.Module) -> int:
+    """Replace every convertible transposed convolution inside ``model`` in place; returns how many."""
+    replaced = 0
+    for name, child in list(model.named_children()):
+        if is_phase_convertible(child):
+            assert isinstance(child, nn.ConvTranspose2d)
+            setattr(model, name, PhaseConvTranspose(child))
+            replaced += 1
+        else:
+            replaced += rewrite_transposed_convolutions(child)
+    return replaced
