@@ -83,6 +83,9 @@ class OnnxRuntimeBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             options.intra_op_num_threads = threads
+        # Idle intra-op threads sleep instead of spinning: the scorer's decode, Kafka and Redis
+        # threads need those cores between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: the CPU fallback notes of the CUDA provider are noise
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
