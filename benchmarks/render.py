@@ -415,6 +415,51 @@ def profile_table(every: list[Run]) -> str:
     return table(header, rows)
 
 
+def int8_speed_table(every: list[Run]) -> str:
+    """benchmarks/int8.py speed: images/s of the three graphs and their ratios (median of runs)."""
+    rows = []
+    speed = (r for r in every if r["table"] == "int8" and "runs" in r)
+    for run in sorted(speed, key=lambda r: r["name"]):
+        s, summary = run["settings"], run["summary"]
+        each = ", ".join(f"{r['int8_vs_fp32']:.2f}" for r in run["runs"])
+        rows.append(
+            [
+                f"naive, {s['channels']}×{s['size']}×{s['size']}, batch {s['batch']}, {s['threads']} threads",
+                f"{summary['fp32_fps']:.1f}",
+                f"{summary['fp32-rewritten_fps']:.1f}",
+                f"{summary['int8_fps']:.1f}",
+                f"**{summary['int8_vs_fp32']:.2f}×** ({each})",
+                f"{summary['rewritten_vs_fp32']:.2f}×",
+            ]
+        )
+    header = [
+        "model", "fp32 images/s", "fp32, decoder rewritten", "int8 images/s", "int8 ÷ fp32 (each run)",
+        "rewrite alone ÷ fp32",
+    ]  # fmt: skip
+    return table(header, rows)
+
+
+def int8_parity_table(every: list[Run]) -> str:
+    """benchmarks/int8.py parity: test AUROC of trained models at float32 and INT8."""
+    rows = []
+    parity = (r for r in every if r["table"] == "int8" and "auroc_fp32" in r)
+    for run in sorted(parity, key=lambda r: r["name"]):
+        rows.append(
+            [
+                f"{run['data']}, {run['image_size']} px",
+                str(run["test_images"]),
+                f"{run['auroc_fp32']:.4f}",
+                f"{run['auroc_int8']:.4f}",
+                f"{run['auroc_int8_minus_fp32']:+.4f}",
+                f"{run['score_rank_correlation']:.4f}",
+                f"{run['flag_changes']:.1%}",
+            ]
+        )
+    header = ["model (agad train default)", "test images", "AUROC fp32", "AUROC int8", "difference",
+              "score rank correlation", "flags changed"]  # fmt: skip
+    return table(header, rows)
+
+
 def tables() -> dict[Path, dict[str, Callable[[], str]]]:
     every = load_runs()
     runs = latest(every)
@@ -432,7 +477,12 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
             "textured": lambda: textured_table(every),
         },
         RELIABILITY_DOC: {"fuzz": lambda: fuzz_table(every), "soak": lambda: soak_table(every)},
-        PERFORMANCE_DOC: {"stream": lambda: stream_table(every), "profile": lambda: profile_table(every)},
+        PERFORMANCE_DOC: {
+            "stream": lambda: stream_table(every),
+            "profile": lambda: profile_table(every),
+            "int8-speed": lambda: int8_speed_table(every),
+            "int8-parity": lambda: int8_parity_table(every),
+        },
     }
 
 
