@@ -32,7 +32,7 @@ from trainer.agad.variant import preset
 from trainer.api import TrainConfig, train
 from trainer.baselines import knn_scores, patch_nn
 from trainer.data import DataSet, load_dataset
-from trainer.data.masks import defect_masks
+from trainer.data.masks import masks_of_test_split
 from trainer.evaluate import evaluation_report, scores_and_heatmaps
 from trainer.localisation import aupro, pixel_auroc
 
@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     full = load_dataset(args.data, args.image_size, seed=args.seed)
-    masks = _masks(full)
+    masks = masks_of_test_split(full)
     for n in args.normals or [full.train.n_normal + full.val.n_normal]:
         dataset = full.with_normals(n, args.seed)
         for method in args.methods:
@@ -105,12 +105,6 @@ def _tag(spec: str) -> str:
     """``fmnist:3`` -> ``fmnist3``; ``folder:runs/textured`` -> ``textured``."""
     kind, _, arg = spec.partition(":")
     return Path(arg).name if kind == "folder" else kind + arg
-
-
-def _masks(dataset: DataSet) -> np.ndarray | None:
-    if dataset.source.get("kind") != "folder":
-        return None
-    return defect_masks(Path(dataset.source["root"]), dataset.test, dataset.image_size)
 
 
 if __name__ == "__main__":

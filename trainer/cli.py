@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
 import torch
 
 from agad_stream.cli import args as types
@@ -21,8 +20,8 @@ from agad_stream.model.generator import ARCHITECTURES
 from trainer.agad.variant import PRESETS, Variant, preset
 from trainer.api import TrainConfig, train
 from trainer.budget import DEFAULT_EPOCHS, FLOOR_STEPS
-from trainer.data import DataSet, load_dataset
-from trainer.data.masks import defect_masks
+from trainer.data import load_dataset
+from trainer.data.masks import masks_of_test_split
 from trainer.evaluate import (
     evaluation_report,
     score_split,
@@ -250,13 +249,6 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _masks(dataset: DataSet) -> np.ndarray | None:
-    """The test split's defect masks, for a folder data set that has them (see trainer.data.masks)."""
-    if dataset.source.get("kind") != "folder" or not dataset.test.n_anomalous:
-        return None
-    return defect_masks(Path(dataset.source["root"]), dataset.test, dataset.image_size)
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     scorer, card = load_scorer(args.model)
     spec = args.data or card.data.get("spec")
@@ -265,7 +257,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     gamma = args.gamma if args.gamma is not None else float(card.data.get("gamma", 0.0))
     seed = args.seed if args.seed is not None else int(card.data.get("seed", 0))
     dataset = load_dataset(spec, card.input.image_size, gamma=gamma, seed=seed, channels=card.input.channels)
-    masks = _masks(dataset)
+    masks = masks_of_test_split(dataset)
     if masks is None:
         scores = score_split(scorer, dataset.test)
     else:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from agad_stream.errors import AgadError
-from trainer.data.dataset import Split
+from trainer.data.dataset import DataSet, Split
 
 GROUND_TRUTH = "ground_truth"
 MASK_SUFFIX = "_mask.png"
@@ -48,3 +48,10 @@ def defect_masks(root: Path, split: Split, image_size: int) -> np.ndarray | None
         resized = cv2.resize(mask, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
         masks[index] = resized > 0
     return masks
+
+
+def masks_of_test_split(dataset: DataSet) -> np.ndarray | None:
+    """The test split's defect masks, for a folder data set that has them; None for any other."""
+    if dataset.source.get("kind") != "folder" or not dataset.test.n_anomalous:
+        return None
+    return defect_masks(Path(dataset.source["root"]), dataset.test, dataset.image_size)
