@@ -157,3 +157,14 @@ def test_choice_on_a_cpu_machine_with_an_int8_graph() -> None:
     choice = choose_backend(Machine(cpu_only, None, None, (), int8_graph=True))
     assert choice.options == {"device": "cpu", "precision": "int8"}
     assert choose_backend(Machine(cpu_only, None, None)).options == {"device": "cpu"}
+
+
+def test_bench_compares_the_two_graphs_in_one_run(
+    int8_model: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--batch", "2", "--iterations", "2", "--rounds", "1", "--preprocess-iterations", "2", "--json"]
+    backends = "onnxruntime,onnxruntime:int8"
+    assert main(["bench", "--model", str(int8_model[0]), "--backends", backends, *flags]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["details"]["precision"] for r in results] == ["fp32", "int8"]
+    assert all(r["images_per_second"] > 0 for r in results)
