@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from agad_stream.config import Settings
 from agad_stream.inference.base import Backend
@@ -166,6 +167,7 @@ class Worker:
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         self.scoring: Scoring | None = None
         self.abandoned = False  # a batch could not be stored: publish and commit nothing after it
+        self.outage_since: float | None = None  # when poll last found the broker unreachable
         self._inference_s = 0.0  # the last batch's
         self.review = ReviewQueue(clients.redis, settings.redis.key_prefix)
         self.delivery = Delivery(clients.producer, self.review)
@@ -245,7 +247,15 @@ class Worker:
         if self.scoring is not None:  # be back when it is done, to deliver it
             due_ms = (self.scoring.done_by - time.monotonic()) * 1000.0
             wait_ms = min(wait_ms, max(due_ms, SHORTEST_POLL_MS))
-        polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
+        try:
+            polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            self._broker_unreachable(exc)
+            polled = {}
+        else:
+            self._broker_back()
         if not polled and not self.consumer.assignment():
             time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
         self._drop_lost()
@@ -261,6 +271,18 @@ class Worker:
             for records in polled.values()
             for r in records
         ]
+
+    def _broker_unreachable(self, exc: KafkaError) -> None:
+        """Wait out a broker outage: the batch in hand is kept, commits retry when it is back."""
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            log.warning("the Kafka broker is unreachable (%s); retrying until it is back", exc)
+        time.sleep(LONGEST_POLL_MS / 1000)
+
+    def _broker_back(self) -> None:
+        if self.outage_since is not None:
+            log.info("the Kafka broker is back after %.0f s", time.monotonic() - self.outage_since)
+            self.outage_since = None
 
     def _score(self, batch: list[Polled]) -> None:
         """Give ``batch`` (if any) to the model thread, and deliver and commit the batch it had
