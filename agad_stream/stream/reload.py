@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from agad_stream.errors import AgadError
 from agad_stream.model.card import load_card, model_digest
@@ -112,7 +113,14 @@ class ModelWatch:
         self._next_check = now + self.interval_s
         found: Path | None = None
         if self.consumer is not None:
-            for records in self.consumer.poll(timeout_ms=0).values():
+            try:
+                polled = self.consumer.poll(timeout_ms=0)
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("model events unreadable while the broker is away (%s); will check again", exc)
+                polled = {}
+            for records in polled.values():
                 for record in records:
                     found = self._from_event(record) or found
         stamp = self._stamp()

@@ -477,7 +477,14 @@ class Worker:
 
     def _poll_without_taking(self, timeout_ms: float) -> None:
         """Poll to stay in the group while paused; records of a racing assignment are read later."""
-        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+        try:
+            polled = self.consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            self._broker_unreachable(exc)
+            return
+        for tp, records in polled.items():
             self.consumer.seek(tp, records[0].offset)
 
     # --- the model served ---------------------------------------------------------------------
