@@ -2,10 +2,12 @@
 
 Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For each run:
 
-1. raw backend: images/s of ``backend.predict`` on prepared batches of ``--batch`` frames;
+1. raw backend: images/s of ``backend.predict`` on prepared batches of ``--batch`` frames,
+   measured just before and just after step 2 (the mean of the two is ``raw_backend_fps``);
 2. pipeline capacity: ``--frames`` JPEG frames are produced first, then an in-process
    :class:`~agad_stream.stream.worker.Worker` (max_batch = ``--batch``) scores them; frames/s over
-   the last 90 % of them (start-up excluded);
+   the last 90 % of them (start-up excluded), and the worker's profile of that run
+   (``capacity_profile_ms``: mean batch size and ms per step);
 3. pipeline latency: frames sent at half that capacity for ``--seconds``; end-to-end latency is
    the time from the frame's ts_ms (set at send) to its score record arriving at a consumer; the
    worker's own metrics say where that time went (``profile_ms``: mean ms per step of the path),
@@ -320,7 +322,7 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         update={"max_batch": args.batch, "max_wait_ms": args.max_wait_ms, "metrics_port": 0}
     )
     base = base.model_copy(update={"scorer": scorer})
-    result: dict[str, Any] = {"raw_backend_fps": raw_throughput(backend, values, args.batch)}
+    result: dict[str, Any] = {"raw_backend_fps_before": raw_throughput(backend, values, args.batch)}
     for name, make in (
         ("pipeline", lambda s: Pipeline(s, model, backend)),
         ("naive", lambda s: NaiveLoop(s, backend)),
@@ -329,15 +331,22 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         settings = fresh_settings(base)
         try:
             send(settings, values, frames_n, None)
-            fps = capacity(make(settings), frames_n)
+            runner = make(settings)
+            fps = capacity(runner, frames_n)
         finally:
             drop(settings)
+        result[name] = {"capacity_fps": fps}
+        if isinstance(runner, Pipeline):
+            result[name]["capacity_profile_ms"] = runner.profile_ms()
+            # The machine is shared: the raw figure brackets the pipeline's run, before and after.
+            after = result["raw_backend_fps_after"] = raw_throughput(backend, values, args.batch)
+            result["raw_backend_fps"] = (result["raw_backend_fps_before"] + after) / 2
         settings = fresh_settings(base)
         try:
             lat = latencies(settings, make(settings), values, fps / 2, args.seconds)
         finally:
             drop(settings)
-        result[name] = {"capacity_fps": fps, "latency_at_half_capacity": lat}
+        result[name]["latency_at_half_capacity"] = lat
     # What a frame should wait at most: its batch's budget, the batch under way's inference and its
     # own; p99 may take three times that.
     pipeline = result["pipeline"]
