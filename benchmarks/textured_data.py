@@ -68,12 +68,22 @@ def draw_defect(
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-def build(out: Path, size: int, n_train: int, n_good: int, seed: int) -> dict[str, int]:
-    """Write the folder (see the module docstring); returns how many images of each kind."""
+def build(
+    out: Path, size: int, n_train: int, n_good: int, seed: int, dev: bool = False, n_defect: int = 0
+) -> dict[str, int]:
+    """Write the folder (see the module docstring); returns how many images of each kind.
+
+    ``dev``: the test cells also come from elpv's training split, disjoint from the training draw,
+    so that a change can be developed without looking at elpv's test cells. ``n_defect`` caps the
+    defective test images (0: every good test cell left over gets a defect).
+    """
     elpv = load_dataset("elpv", size)
     rng = np.random.default_rng(seed)
     train = elpv.train.images[elpv.train.labels == 0][..., 0]
     test = elpv.test.images[elpv.test.labels == 0][..., 0]
+    if dev:
+        drawn = rng.permutation(len(train))
+        train, test = train[np.sort(drawn[:n_train])], train[drawn[n_train:]]
     if n_train > len(train) or n_good >= len(test):
         raise SystemExit(f"elpv has {len(train)} good training and {len(test)} good test cells")
     if out.exists():
@@ -92,7 +102,7 @@ def build(out: Path, size: int, n_train: int, n_good: int, seed: int) -> dict[st
     order = rng.permutation(len(test))
     for i, index in enumerate(order[:n_good]):
         write(f"test/good/{i:04d}.png", test[index])
-    for i, index in enumerate(order[n_good:]):
+    for i, index in enumerate(order[n_good : n_good + n_defect] if n_defect else order[n_good:]):
         kind = KINDS[i % len(KINDS)]
         donor = train[rng.integers(len(train))]
         image, mask = draw_defect(test[index], donor, kind, rng)
@@ -109,9 +119,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="side of the written images in px")
     parser.add_argument("--train", type=int, default=400, help="good training cells")
     parser.add_argument("--good", type=int, default=100, help="good test cells; the rest get defects")
+    parser.add_argument("--defects", type=int, default=0, help="defective test cells (default: the rest)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="test cells from elpv's training split too (development)",
+    )
     args = parser.parse_args()
-    print(json.dumps(build(args.out, args.size, args.train, args.good, args.seed)))
+    counts = build(args.out, args.size, args.train, args.good, args.seed, args.dev, args.defects)
+    print(json.dumps(counts))
 
 
 if __name__ == "__main__":
