@@ -102,7 +102,7 @@ def build(
     order = rng.permutation(len(test))
     for i, index in enumerate(order[:n_good]):
         write(f"test/good/{i:04d}.png", test[index])
-    for i, index in enumerate(order[n_good : n_good + n_defect] if n_defect else order[n_good:]):
+    for i, index in enumerate(order[n_good : n_good + (n_defect or len(order))]):
         kind = KINDS[i % len(KINDS)]
         donor = train[rng.integers(len(train))]
         image, mask = draw_defect(test[index], donor, kind, rng)

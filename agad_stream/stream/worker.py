@@ -247,15 +247,7 @@ class Worker:
         if self.scoring is not None:  # be back when it is done, to deliver it
             due_ms = (self.scoring.done_by - time.monotonic()) * 1000.0
             wait_ms = min(wait_ms, max(due_ms, SHORTEST_POLL_MS))
-        try:
-            polled = self.consumer.poll(timeout_ms=wait_ms, max_records=wanted)
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            self._broker_unreachable(exc)
-            polled = {}
-        else:
-            self._broker_back()
+        polled = self._poll_through_outage(timeout_ms=wait_ms, max_records=wanted)
         if not polled and not self.consumer.assignment():
             time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
         self._drop_lost()
@@ -272,17 +264,23 @@ class Worker:
             for r in records
         ]
 
-    def _broker_unreachable(self, exc: KafkaError) -> None:
-        """Wait out a broker outage: the batch in hand is kept, commits retry when it is back."""
-        if self.outage_since is None:
-            self.outage_since = time.monotonic()
-            log.warning("the Kafka broker is unreachable (%s); retrying until it is back", exc)
-        time.sleep(LONGEST_POLL_MS / 1000)
-
-    def _broker_back(self) -> None:
+    def _poll_through_outage(self, **options: Any) -> dict[TopicPartition, list[Any]]:
+        """``consumer.poll(**options)``, or nothing while the broker is unreachable: the batch in
+        hand is kept and commits retry once it is back. Errors that retrying cannot cure raise."""
+        try:
+            polled: dict[TopicPartition, list[Any]] = self.consumer.poll(**options)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+                log.warning("the Kafka broker is unreachable (%s); retrying until it is back", exc)
+            time.sleep(LONGEST_POLL_MS / 1000)
+            return {}
         if self.outage_since is not None:
             log.info("the Kafka broker is back after %.0f s", time.monotonic() - self.outage_since)
             self.outage_since = None
+        return polled
 
     def _score(self, batch: list[Polled]) -> None:
         """Give ``batch`` (if any) to the model thread, and deliver and commit the batch it had
@@ -477,14 +475,7 @@ class Worker:
 
     def _poll_without_taking(self, timeout_ms: float) -> None:
         """Poll to stay in the group while paused; records of a racing assignment are read later."""
-        try:
-            polled = self.consumer.poll(timeout_ms=timeout_ms)
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            self._broker_unreachable(exc)
-            return
-        for tp, records in polled.items():
+        for tp, records in self._poll_through_outage(timeout_ms=timeout_ms).items():
             self.consumer.seek(tp, records[0].offset)
 
     # --- the model served ---------------------------------------------------------------------
