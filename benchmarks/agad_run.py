@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agad_stream.model.card import MEMORY_METHODS
+from agad_stream.model.card import MEMORY_METHODS, PIXEL_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import at_balanced_threshold, dev_set, run_parser, write_result
 from trainer.agad.evaluation import selection_criterion
@@ -102,16 +102,17 @@ def main() -> None:
 
     train_normal = tensors(dataset.train.images[dataset.train.labels == 0])
     train_anomalous = tensors(dataset.train.images[dataset.train.labels == 1])
-    if hasattr(generator, "encoder"):
-        # The latent memory scores of the same generator (knn_contrast only with labelled anomalies).
-        for method in MEMORY_METHODS:
-            if method == "knn_contrast" and not len(train_anomalous):
-                continue
-            memory_scorer = build_scorer(
-                generator, method, train_normal, val_normal, train_anomalous=train_anomalous
-            )
-            for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
-                scores[method] = score_images(memory_scorer, tensors(images))
+    # The scores that look up training normals, of the same generator: per pixel, and with a code
+    # the latent memory ones (knn_contrast only with labelled anomalies).
+    looked_up = [*PIXEL_METHODS, *(MEMORY_METHODS if hasattr(generator, "encoder") else ())]
+    for method in looked_up:
+        if method == "knn_contrast" and not len(train_anomalous):
+            continue
+        reference_scorer = build_scorer(
+            generator, method, train_normal, val_normal, train_anomalous=train_anomalous
+        )
+        for images, scores in ((dev_images, dev_scores), (headline.images, test_scores)):
+            scores[method] = score_images(reference_scorer, tensors(images))
 
     scorer, choice = ship(generator, dataset, variant)
     val_scores, test_split_scores = score_split(scorer, dataset.val), score_split(scorer, dataset.test)

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from agad_stream.model.artifact import save_model
-from agad_stream.model.card import MEMORY_METHODS, InputSpec, MemoryMethod, ModelCard, ScoreMethod, Threshold
+from agad_stream.model.card import MEMORY_METHODS, AnyScore, InputSpec, ModelCard, Threshold
 from agad_stream.model.generator import Architecture, build_generator
-from agad_stream.model.score import AnomalyScorer
+from agad_stream.model.score import NEEDS_PIXEL_REFERENCE, AnomalyScorer, pixel_reference, residual_map
 
 
 def make_model_dir(
@@ -24,7 +24,7 @@ def make_model_dir(
     arch: Architecture = "naive",
     size: int = 32,
     channels: int = 1,
-    score: ScoreMethod | MemoryMethod = "l2",
+    score: AnyScore = "l2",
     seed: int = 0,
     data: dict[str, Any] | None = None,
     version: str | None = None,
@@ -32,7 +32,8 @@ def make_model_dir(
     """Write weights.safetensors + model.json of a randomly initialised generator into ``directory``.
 
     Memory scores get a memory of the codes of 40 random images (``knn_contrast``: 8 more as
-    "defects") and a made-up reference.
+    "defects"), per-pixel scores the residuals of those images as normals, and both a made-up
+    reference.
     """
     torch.manual_seed(seed)
     generator = build_generator(arch, size, channels)
@@ -50,8 +51,21 @@ def make_model_dir(
         with torch.no_grad():
             codes = generator.encoder(torch.rand(48, channels, size, size) * 2 - 1).flatten(1)
         memory, defect_memory = codes[:40], codes[40:]
-    reference = {"l2": (10.0, 2.0), "knn_latent": (3.0, 0.5)}
-    scorer = AnomalyScorer(generator, score, memory=memory, reference=reference, defect_memory=defect_memory)
+    pixels = None
+    if score in NEEDS_PIXEL_REFERENCE:
+        generator.eval()
+        with torch.no_grad():
+            normals = torch.rand(40, channels, size, size) * 2 - 1
+            pixels = pixel_reference(residual_map(normals, generator(normals)))
+    reference = {
+        "l2": (10.0, 2.0),
+        "knn_latent": (3.0, 0.5),
+        "l2+knn_latent": (0.0, 1.5),
+        "local_z": (2.0, 0.5),
+    }
+    scorer = AnomalyScorer(
+        generator, score, memory=memory, reference=reference, defect_memory=defect_memory, pixels=pixels
+    )
     card = ModelCard(
         model_version=version or f"test-{arch}-{size}-{score}",
         generator=arch,
@@ -60,4 +74,4 @@ def make_model_dir(
         threshold=Threshold(value=1.0, method="fixed for tests"),
         data=data or {"spec": "fmnist:0", "seed": 0},
     )
-    return save_model(directory, card, generator.state_dict(), memory, scorer.defect_memory)
+    return save_model(directory, card, generator.state_dict(), memory, scorer.defect_memory, scorer.pixels)

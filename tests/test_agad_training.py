@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from agad_stream.model.card import ALL_SCORES
 from agad_stream.model.generator import build_generator
 from tests.training_data import dataset_of, split_of
 from trainer.agad.augment import STRETCH_RANGE, stretched
@@ -308,7 +309,7 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
     scorer, choice = shipped_scorer(
         result.generator, "auto", val, normal, val_normal, anomalous, with_memory=True
     )
-    assert set(choice.val_auroc) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent", "knn_contrast"}
+    assert set(choice.val_auroc) == set(ALL_SCORES)
     for method, value in choice.val_auroc.items():
         candidate = build_scorer(result.generator, method, normal, val_normal, train_anomalous=anomalous)
         with torch.inference_mode():
@@ -321,7 +322,7 @@ def test_auto_score_is_measured_on_validation_with_the_scorers_it_would_ship() -
     assert "knn_contrast" not in no_defects.val_auroc
     assert no_defects == pick_score(no_defects.val_auroc, n_anomalous=8, n_normal=24, standing="l2")
     no_memory = choose_score(result.generator, val, normal, val_normal, anomalous, with_memory=False)
-    assert set(no_memory.val_auroc) == {"l2", "topk", "maxpool"}
+    assert set(no_memory.val_auroc) == {"l2", "topk", "maxpool", "local_z"}
     # A score the variant sets is shipped as it is, and the record says nothing was measured.
     fixed, fixed_choice = shipped_scorer(
         result.generator, "maxpool", val, normal, val_normal, anomalous, with_memory=True
@@ -337,7 +338,7 @@ def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_nor
     normal, none = tensors(data.train), tensors(data.train)[:0]
     scorer, choice = shipped_scorer(result.generator, "auto", val, normal, val_normal, none, with_memory=True)
     assert choice.evidence == SYNTHETIC and "synthetically damaged" in choice.reason
-    assert set(choice.val_auroc) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent"}
+    assert set(choice.val_auroc) == set(ALL_SCORES) - {"knn_contrast"}
     images = torch.cat([val_normal, synthetic_defects(val_normal)])
     labels = np.r_[np.zeros(24, dtype=int), np.ones(24, dtype=int)]
     for method, value in choice.val_auroc.items():
@@ -351,8 +352,8 @@ def test_without_labelled_defects_auto_compares_scores_on_damaged_validation_nor
     # Trained with labelled defects but too few in validation: knn_contrast stands, nothing measured.
     few = choose_score(result.generator, val, normal, val_normal, normal[:4], with_memory=True)
     assert (few.method, few.val_auroc, few.evidence) == ("knn_contrast", {}, None)
-    # Trained with turned normals, l2+knn_latent stands, and pixel damage is not asked to judge it.
+    # Trained with turned normals, knn_or_local stands, and pixel damage is not asked to judge it.
     turned = choose_score(result.generator, val, normal, val_normal, none, with_memory=True, turned=True)
-    assert (turned.method, turned.val_auroc) == ("l2+knn_latent", {})
+    assert (turned.method, turned.val_auroc) == ("knn_or_local", {})
     plain = choose_score(result.generator, val, normal, val_normal, none, with_memory=False, turned=True)
-    assert plain.method in ("l2", "topk", "maxpool")  # no code to build it on
+    assert plain.method in ("l2", "topk", "maxpool", "local_z")  # no code to build it on

@@ -20,14 +20,14 @@ from agad_stream.cli.main import main
 from agad_stream.errors import AgadError
 from agad_stream.inference import load_backend
 from agad_stream.model.artifact import load_scorer
-from agad_stream.model.card import MemoryMethod, ScoreMethod
+from agad_stream.model.card import AnyScore, MemoryMethod
 from agad_stream.model.generator import Architecture
 from agad_stream.preprocess import to_model_input
 from deploy.onnx_export import export_onnx
 from tests.model_dirs import make_model_dir
 from trainer.data import load_dataset
 
-Exported = Callable[[Architecture, int, ScoreMethod | MemoryMethod], Path]
+Exported = Callable[[Architecture, int, AnyScore], Path]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """Model directories with model.onnx, each exported once per module (export takes seconds)."""
     cache: dict[tuple[str, int, str], Path] = {}
 
-    def get(arch: Architecture, size: int, score: ScoreMethod | MemoryMethod = "l2") -> Path:
+    def get(arch: Architecture, size: int, score: AnyScore = "l2") -> Path:
         key = (arch, size, score)
         if key not in cache:
             directory = make_model_dir(
@@ -99,16 +99,16 @@ def test_parity_on_random_inputs_and_fashion_mnist(
     assert_parity(exported(arch, size, "l2"), batches)
 
 
-@pytest.mark.parametrize(("arch", "score"), [("naive", "topk"), ("unetpp", "maxpool")])
+@pytest.mark.parametrize(("arch", "score"), [("naive", "topk"), ("unetpp", "maxpool"), ("unet", "local_z")])
 def test_parity_of_region_scores(
-    exported: Exported, fmnist_images: Callable[[int], np.ndarray], arch: Architecture, score: ScoreMethod
+    exported: Exported, fmnist_images: Callable[[int], np.ndarray], arch: Architecture, score: AnyScore
 ) -> None:
     assert_parity(
         exported(arch, 32, score), {"random": random_inputs(32), "fashion-mnist": fmnist_images(32)}
     )
 
 
-@pytest.mark.parametrize("score", ["knn_latent", "l2+knn_latent", "knn_contrast"])
+@pytest.mark.parametrize("score", ["knn_latent", "l2+knn_latent", "knn_contrast", "knn_or_local"])
 def test_parity_of_latent_memory_scores(
     exported: Exported, fmnist_images: Callable[[int], np.ndarray], score: MemoryMethod
 ) -> None:

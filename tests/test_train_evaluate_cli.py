@@ -12,6 +12,7 @@ import torch
 
 from agad_stream.cli.main import main
 from agad_stream.model.artifact import load_scorer
+from agad_stream.model.card import ALL_SCORES
 from agad_stream.model.score import AnomalyScorer
 from trainer.data import Split, load_dataset
 from trainer.data.masks import defect_masks
@@ -97,12 +98,12 @@ def test_train_then_evaluate_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert card["threshold"]["method"] == "normal_quantile"  # gamma 0: validation holds normals only
     assert card["training"]["turn_choice"] is None  # no turned anomalies: no turn measured
     # Without turned anomalies score=auto stands on l2 and, with no labelled anomalies, compares
-    # scores on damaged validation normals (with them it keeps l2+knn_latent: test_agad_training).
+    # scores on damaged validation normals (with them it keeps knn_or_local: test_agad_training).
     assert card["variant"]["score"] == "auto"
     choice = card["training"]["score_choice"]
     assert choice["method"] == card["score"]["method"]
     assert choice["evidence"] == "synthetically damaged copies of validation normals"
-    assert set(choice["val_auroc"]) == {"l2", "topk", "maxpool", "knn_latent", "l2+knn_latent"}
+    assert set(choice["val_auroc"]) == set(ALL_SCORES) - {"knn_contrast"}
     history = card["training"]["history"]
     assert card["training"]["selection"] == "val_normal_score"
     assert card["training"]["best_epoch"] == 1 + min(range(2), key=lambda e: history[e]["val_normal_score"])

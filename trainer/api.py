@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from agad_stream.errors import AgadError
-from agad_stream.model.artifact import DEFECT_MEMORY_KEY, MEMORY_KEY, WEIGHTS, save_model
+from agad_stream.model.artifact import SCORE_KEYS, WEIGHTS, save_model
 from agad_stream.model.card import InputSpec, ModelCard, Threshold
 from agad_stream.model.provenance import remove_derived
 from agad_stream.model.score import AnomalyScorer
@@ -195,7 +195,7 @@ def train(
     card = model_card(config, dataset, scorer, networks, choice, stuck)
     for stale in remove_derived(out):
         log.info("removed %s: it was made from the model this training replaces", stale)
-    save_model(out, card, networks.generator.state_dict(), scorer.memory, scorer.defect_memory)
+    save_model(out, card, networks.generator.state_dict(), scorer.memory, scorer.defect_memory, scorer.pixels)
     checkpoint.unlink(missing_ok=True)
     return Trained(out, card, scorer, networks, choice, stuck)
 
@@ -298,7 +298,7 @@ def generator_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise AgadError(f"cannot start from {model_dir}: it has no {WEIGHTS}")
     state = load_file(str(path))
-    return {k: v for k, v in state.items() if k not in (MEMORY_KEY, DEFECT_MEMORY_KEY)}
+    return {k: v for k, v in state.items() if k not in SCORE_KEYS}
 
 
 def resolve_device(device: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agad_stream.model.score import AnomalyScorer
+from agad_stream.model.score import AnomalyScorer, residual_map
 from agad_stream.preprocess import to_model_input
 from trainer.data import Split
 from trainer.metrics import auroc, roc_curve, score_report
@@ -72,9 +72,12 @@ def stuck_pixels(scorer: AnomalyScorer, split: Split, batch_size: int = 256) -> 
     normal = split.images[split.labels == 0]
     if not len(normal):
         return []
-    hits = torch.stack(
-        [(heat[:, 0] >= STUCK_RESIDUAL).sum(dim=0) for _, heat in _scored(scorer, normal, batch_size)]
-    ).sum(dim=0)
+    generator = scorer.generator.eval()
+    hits = torch.zeros(normal.shape[1:3], dtype=torch.long)
+    for start in range(0, len(normal), batch_size):
+        x = torch.from_numpy(to_model_input(normal[start : start + batch_size]))
+        residual = residual_map(x, generator(x).float())  # per pixel: the heat-map blurs a lone one
+        hits += (residual[:, 0] >= STUCK_RESIDUAL).sum(dim=0)
     rows, columns = torch.nonzero(hits >= STUCK_SHARE * len(normal), as_tuple=True)
     return list(zip(rows.tolist(), columns.tolist(), strict=True))
 

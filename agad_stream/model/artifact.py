@@ -35,6 +35,10 @@ MEMORY_KEY = "score.memory"
 """Where the weights file keeps the latent memory (codes of training normals) of a memory score."""
 DEFECT_MEMORY_KEY = "score.defect_memory"
 """... and the codes of labelled anomalies, for ``knn_contrast``."""
+PIXELS_KEY = "score.pixels"
+"""... and the per-pixel residual mean and spread of training normals, for ``local_z``."""
+SCORE_KEYS = (MEMORY_KEY, DEFECT_MEMORY_KEY, PIXELS_KEY)
+"""What the weights file holds beside the generator's own weights."""
 
 
 def save_model(
@@ -43,14 +47,17 @@ def save_model(
     generator_state: dict[str, torch.Tensor],
     memory: torch.Tensor | None = None,
     defect_memory: torch.Tensor | None = None,
+    pixels: torch.Tensor | None = None,
 ) -> Path:
-    """Write weights (and the latent memories of a memory score) and card into ``directory``."""
+    """Write weights (and what the score looks up: latent memories, pixel reference) and card."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = dict(generator_state)
     if memory is not None:
         tensors[MEMORY_KEY] = memory
     if defect_memory is not None:
         tensors[DEFECT_MEMORY_KEY] = defect_memory
+    if pixels is not None:
+        tensors[PIXELS_KEY] = pixels
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / WEIGHTS))
     (directory / CARD).write_text(card.model_dump_json(indent=2) + "\n")
     return directory
@@ -71,6 +78,7 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
         ) from None
     memory = state.pop(MEMORY_KEY, None)
     defect_memory = state.pop(DEFECT_MEMORY_KEY, None)
+    pixels = state.pop(PIXELS_KEY, None)
     generator = build_generator(card.generator, card.input.image_size, card.input.channels)
     try:
         generator.load_state_dict(state)
@@ -87,6 +95,7 @@ def load_scorer(directory: Path, device: str | torch.device = "cpu") -> tuple[An
             memory_k=spec.memory_k,
             reference=spec.reference,
             defect_memory=defect_memory,
+            pixels=pixels,
         )
     except ValueError as exc:
         raise AgadError(f"{directory}: {exc}; retrain or re-save the model") from None

@@ -27,9 +27,14 @@ ARCHITECTURES: tuple[Architecture, ...] = ("naive", "unet", "unetpp")
 ScoreMethod = Literal["l2", "topk", "maxpool"]
 SCORE_METHODS: tuple[ScoreMethod, ...] = ("l2", "topk", "maxpool")
 """Scores computed from the reconstruction residual alone."""
-MemoryMethod = Literal["knn_latent", "l2+knn_latent", "knn_contrast"]
-MEMORY_METHODS: tuple[MemoryMethod, ...] = ("knn_latent", "l2+knn_latent", "knn_contrast")
+PixelMethod = Literal["local_z"]
+PIXEL_METHODS: tuple[PixelMethod, ...] = ("local_z",)
+"""Scores that compare each pixel's residual with its spread on training normals."""
+MemoryMethod = Literal["knn_latent", "l2+knn_latent", "knn_contrast", "knn_or_local"]
+MEMORY_METHODS: tuple[MemoryMethod, ...] = ("knn_latent", "l2+knn_latent", "knn_contrast", "knn_or_local")
 """Scores that also look up the image's code in the latent memory (codes of training normals)."""
+AnyScore = ScoreMethod | PixelMethod | MemoryMethod
+ALL_SCORES: tuple[AnyScore, ...] = (*SCORE_METHODS, *PIXEL_METHODS, *MEMORY_METHODS)
 
 
 IMAGE_SIZES = (32, 64, 128, 256)
@@ -44,13 +49,13 @@ class InputSpec(BaseModel):
 
 
 class ScoreSpec(BaseModel):
-    method: ScoreMethod | MemoryMethod = "l2"
+    method: AnyScore = "l2"
     topk_fraction: float = Field(0.01, gt=0, le=1)
     pool_size: int = Field(4, ge=1, le=256)
     memory_k: int = Field(5, ge=1, le=1000, description="neighbours averaged by the latent memory scores")
     reference: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
-        description="mean and standard deviation of each part of a summed score on validation normals",
+        description="centre and spread of each part of a combined score on validation normals",
     )
 
 

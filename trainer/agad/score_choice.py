@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agad_stream.model.card import MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
+from agad_stream.model.card import ALL_SCORES, MEMORY_METHODS, AnyScore
 from agad_stream.model.score import AnomalyScorer
 from trainer.agad.scoring import build_scorer
 from trainer.agad.synthetic import synthetic_defects
@@ -36,7 +36,7 @@ from trainer.metrics import MIN_ANOMALIES, auroc, auroc_standard_error
 
 Z = 1.96
 """How many standard errors of the difference a candidate must lead by to replace the standing choice."""
-CANDIDATES: tuple[ScoreMethod | MemoryMethod, ...] = (*SCORE_METHODS, *MEMORY_METHODS)
+CANDIDATES: tuple[AnyScore, ...] = ALL_SCORES
 """In order of preference when two challengers lead by as much: the plainer score first."""
 # What a choice was measured on (ScoreChoice.evidence).
 LABELLED = "labelled anomalies"
@@ -45,7 +45,7 @@ SYNTHETIC = "synthetically damaged copies of validation normals"
 
 @dataclass(frozen=True)
 class ScoreChoice:
-    method: ScoreMethod | MemoryMethod
+    method: AnyScore
     reason: str
     val_auroc: dict[str, float]
     evidence: str | None = None  # None: nothing was measured, the variant set the score
@@ -54,15 +54,16 @@ class ScoreChoice:
         return asdict(self)
 
 
-def standing_score(contrast_available: bool, turned: bool = False) -> ScoreMethod | MemoryMethod:
+def standing_score(contrast_available: bool, turned: bool = False) -> AnyScore:
     """The score a model keeps unless validation clearly prefers another.
 
     ``turned``: the naive generator trained with turned (or stretched) normals as anomalies; its
-    code then tells shapes apart, and l2+knn_latent leads l2 on dev data (docs/RESULTS.md).
+    code then tells shapes apart, and knn_or_local (the code score, or the local residual where
+    that is further from normal) led l2 on dev data (docs/RESULTS.md).
     """
     if contrast_available:
         return "knn_contrast"
-    return "l2+knn_latent" if turned else "l2"
+    return "knn_or_local" if turned else "l2"
 
 
 def pick_score(
@@ -70,7 +71,7 @@ def pick_score(
     n_anomalous: int,
     n_normal: int,
     *,
-    standing: ScoreMethod | MemoryMethod,
+    standing: AnyScore,
     evidence: str = LABELLED,
 ) -> ScoreChoice:
     """The standing score, or the candidate that beats it on validation by more than Z standard errors.
@@ -86,13 +87,11 @@ def pick_score(
             f"to compare scores on: {standing}, the standing choice"
         )
         return ScoreChoice(standing, reason, {})  # nothing measured: no evidence to name
-    measured: dict[ScoreMethod | MemoryMethod, float] = {
-        m: float(v) for m in CANDIDATES if (v := val_auroc.get(m)) is not None
-    }
+    measured: dict[AnyScore, float] = {m: float(v) for m in CANDIDATES if (v := val_auroc.get(m)) is not None}
     if standing not in measured:
         raise ValueError(f"the standing score {standing!r} was not measured on validation")
 
-    def lead(m: ScoreMethod | MemoryMethod) -> float:
+    def lead(m: AnyScore) -> float:
         """How many standard errors of the difference candidate ``m`` leads the standing score by."""
         spread = math.hypot(
             auroc_standard_error(measured[m], n_anomalous, n_normal),
@@ -192,7 +191,7 @@ def _measure_and_pick(
     scorers = {
         str(m): build_scorer(generator, m, train_normal, val_normal, train_anomalous=train_anomalous)
         for m in CANDIDATES
-        if m in SCORE_METHODS or (with_memory and (m != "knn_contrast" or contrast))
+        if m not in MEMORY_METHODS or (with_memory and (m != "knn_contrast" or contrast))
     }
     if labelled:
         measured = {m: auroc(val.labels, score_split(scorer, val)) for m, scorer in scorers.items()}

@@ -12,12 +12,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, cast
 
-from agad_stream.model.card import ARCHITECTURES, MEMORY_METHODS, SCORE_METHODS, MemoryMethod, ScoreMethod
+from agad_stream.model.card import (
+    ALL_SCORES,
+    ARCHITECTURES,
+    MEMORY_METHODS,
+    SCORE_METHODS,
+    AnyScore,
+    ScoreMethod,
+)
 from agad_stream.model.generator import Architecture
 from trainer.agad.augment import TURN_SETTINGS, TurnSetting
 
-ScoreSetting = ScoreMethod | MemoryMethod | Literal["auto"]
-SCORE_SETTINGS: tuple[str, ...] = (*SCORE_METHODS, *MEMORY_METHODS, "auto")
+ScoreSetting = AnyScore | Literal["auto"]
+SCORE_SETTINGS: tuple[str, ...] = (*ALL_SCORES, "auto")
 
 
 @dataclass(frozen=True)
