@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agad_stream.model.card import ALL_SCORES  # noqa: E402
 from trainer.agad.variant import PRESETS  # noqa: E402  (only to find today's configurations)
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -364,6 +365,24 @@ def textured_table(every: list[Run]) -> str:
     return table(header, rows)
 
 
+def scores_table(every: list[Run]) -> str:
+    """benchmarks/score_candidates.py: each deployable score of one model on held-out data that is not
+    test data, and on validation normals against damaged copies of them."""
+    chosen = {r["name"]: r for r in sorted(every, key=lambda r: r["finished_at"]) if r["table"] == "scores"}
+    methods = [m for m in ALL_SCORES if any(m in r["held_out_auroc"] for r in chosen.values())]
+    rows = []
+    for run in sorted(chosen.values(), key=lambda r: r["data"]):
+        measured = [
+            f"{run['held_out_auroc'][m]:.3f} ({run['synthetic_auroc'][m]:.3f})"
+            if m in run["held_out_auroc"]
+            else "—"
+            for m in methods
+        ]
+        held_out = f"{run['n_normal']} / {run['n_anomalous']}"
+        rows.append([f"{run['data']} {run['image_size']} px", held_out, *measured])
+    return table(["data", "held out: normal / anomalous", *methods], rows)
+
+
 def stream_runs(every: list[Run]) -> list[Run]:
     """The latest benchmarks/stream.py run file of each model size and batch, smallest first."""
     chosen: dict[tuple[int, int], Run] = {}
@@ -475,6 +494,7 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
             "loop-dev": lambda: loop_table(every, "loop-dev"),
             "small": lambda: small_table(every),
             "textured": lambda: textured_table(every),
+            "scores": lambda: scores_table(every),
         },
         RELIABILITY_DOC: {"fuzz": lambda: fuzz_table(every), "soak": lambda: soak_table(every)},
         PERFORMANCE_DOC: {

@@ -29,6 +29,8 @@ import numpy as np
 from trainer.data import load_dataset
 
 KINDS = ("crack", "scratch", "spot", "patch")
+DEV_MARKER = "DEV.txt"
+"""Written into a ``--dev`` folder: its test cells are not elpv's test cells."""
 
 
 def draw_defect(
@@ -97,6 +99,9 @@ def build(
         key = relative.split("/")[1] if relative.startswith("test") else "train"
         counts[key] = counts.get(key, 0) + 1
 
+    if dev:
+        out.mkdir(parents=True)
+        (out / DEV_MARKER).write_text("development set: every cell comes from elpv's training split\n")
     for i, index in enumerate(sorted(rng.permutation(len(train))[:n_train])):
         write(f"train/good/{i:04d}.png", train[index])
     order = rng.permutation(len(test))
