@@ -26,10 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agad_stream.model.card import MEMORY_METHODS, PIXEL_METHODS
+from agad_stream.model.card import SCORE_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import at_balanced_threshold, dev_set, run_parser, write_result
 from trainer.agad.evaluation import selection_criterion
+from trainer.agad.score_choice import applicable_scores
 from trainer.agad.scoring import build_scorer, score_batches
 from trainer.agad.variant import preset
 from trainer.api import TrainConfig, fit_agad, ship
@@ -104,10 +105,8 @@ def main() -> None:
     train_anomalous = tensors(dataset.train.images[dataset.train.labels == 1])
     # The scores that look up training normals, of the same generator: per pixel, and with a code
     # the latent memory ones (knn_contrast only with labelled anomalies).
-    looked_up = [*PIXEL_METHODS, *(MEMORY_METHODS if hasattr(generator, "encoder") else ())]
-    for method in looked_up:
-        if method == "knn_contrast" and not len(train_anomalous):
-            continue
+    applicable = applicable_scores(hasattr(generator, "encoder"), contrast=len(train_anomalous) > 0)
+    for method in (m for m in applicable if m not in SCORE_METHODS):  # score_batches has those
         reference_scorer = build_scorer(
             generator, method, train_normal, val_normal, train_anomalous=train_anomalous
         )

@@ -32,10 +32,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agad_stream.model.artifact import load_scorer
-from agad_stream.model.card import ALL_SCORES, MEMORY_METHODS
 from agad_stream.preprocess import to_model_input
 from benchmarks.common import dev_set, write_result
 from benchmarks.textured_data import DEV_MARKER
+from trainer.agad.score_choice import applicable_scores
 from trainer.agad.scoring import build_scorer
 from trainer.agad.synthetic import synthetic_defects
 from trainer.api import tensors
@@ -74,11 +74,8 @@ def main() -> None:
     damaged = torch.cat([val_normal, synthetic_defects(val_normal)])
     damage_labels = np.r_[np.zeros(len(val_normal), dtype=int), np.ones(len(val_normal), dtype=int)]
     images = torch.from_numpy(to_model_input(held_out[0]))
-    with_code = hasattr(scorer.generator, "encoder")
     held_out_auroc, synthetic_auroc = {}, {}
-    for method in ALL_SCORES:
-        if method == "knn_contrast" or (method in MEMORY_METHODS and not with_code):
-            continue
+    for method in applicable_scores(hasattr(scorer.generator, "encoder"), contrast=False):
         candidate = build_scorer(scorer.generator, method, train_normal, val_normal)
         held_out_auroc[method] = auroc(held_out[1], score_images(candidate, images))
         synthetic_auroc[method] = auroc(damage_labels, score_images(candidate, damaged))

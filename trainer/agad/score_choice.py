@@ -43,6 +43,16 @@ LABELLED = "labelled anomalies"
 SYNTHETIC = "synthetically damaged copies of validation normals"
 
 
+def applicable_scores(with_memory: bool, contrast: bool) -> tuple[AnyScore, ...]:
+    """The candidates a generator can ship: memory scores need its code (``with_memory``), and
+    knn_contrast labelled training anomalies to contrast with (``contrast``)."""
+    return tuple(
+        m
+        for m in CANDIDATES
+        if m not in MEMORY_METHODS or (with_memory and (m != "knn_contrast" or contrast))
+    )
+
+
 @dataclass(frozen=True)
 class ScoreChoice:
     method: AnyScore
@@ -190,8 +200,7 @@ def _measure_and_pick(
         return pick_score({}, n_anomalous, n_normal, standing=standing), {}
     scorers = {
         str(m): build_scorer(generator, m, train_normal, val_normal, train_anomalous=train_anomalous)
-        for m in CANDIDATES
-        if m not in MEMORY_METHODS or (with_memory and (m != "knn_contrast" or contrast))
+        for m in applicable_scores(with_memory, contrast)
     }
     if labelled:
         measured = {m: auroc(val.labels, score_split(scorer, val)) for m, scorer in scorers.items()}
