@@ -6,8 +6,9 @@ Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For
    measured just before and just after step 2 (the mean of the two is ``raw_backend_fps``);
 2. pipeline capacity: ``--frames`` JPEG frames are produced first, then an in-process
    :class:`~agad_stream.stream.worker.Worker` (max_batch = ``--batch``) scores them; frames/s over
-   the last 90 % of them (start-up excluded), and the worker's profile of that run
-   (``capacity_profile_ms``: mean batch size and ms per step);
+   the last 90 % of them (start-up excluded), the worker's profile of that run
+   (``capacity_profile_ms``: mean batch size and ms per step), and how many cores each kind of
+   thread kept busy meanwhile (``capacity_cpu_cores``; ``raw_backend_cpu_cores`` for step 1);
 3. pipeline latency: frames sent at half that capacity for ``--seconds``; end-to-end latency is
    the time from the frame's ts_ms (set at send) to its score record arriving at a consumer; the
    worker's own metrics say where that time went (``profile_ms``: mean ms per step of the path),
@@ -58,6 +59,7 @@ from agad_stream.stream.metrics import STAGES
 from agad_stream.stream.simulator import frame_headers
 from agad_stream.stream.worker import Worker
 from benchmarks.common import write_result
+from benchmarks.thread_cpu import ThreadCpu
 from deploy.onnx_export import export_onnx
 
 PARTITIONS = 4
@@ -160,7 +162,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings, model: Path, backend: Backend) -> None:
         self.worker = Worker(settings, model, backend, lambda d: backend, connect(settings))
-        self.thread = threading.Thread(target=self.worker.run)
+        self.thread = threading.Thread(target=self.worker.run, name="worker loop")
 
     def scored(self) -> int:
         return self.worker.totals["scored"]
@@ -206,7 +208,7 @@ class NaiveLoop:
         self.review = ReviewQueue(redis.Redis.from_url(settings.redis.url), settings.redis.key_prefix)
         self.count = 0
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run)
+        self.thread = threading.Thread(target=self.run, name="naive loop")
 
     def scored(self) -> int:
         return self.count
@@ -322,7 +324,9 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         update={"max_batch": args.batch, "max_wait_ms": args.max_wait_ms, "metrics_port": 0}
     )
     base = base.model_copy(update={"scorer": scorer})
-    result: dict[str, Any] = {"raw_backend_fps_before": raw_throughput(backend, values, args.batch)}
+    with ThreadCpu() as raw_cpu:
+        result: dict[str, Any] = {"raw_backend_fps_before": raw_throughput(backend, values, args.batch)}
+    result["raw_backend_cpu_cores"] = raw_cpu.cores()
     for name, make in (
         ("pipeline", lambda s: Pipeline(s, model, backend)),
         ("naive", lambda s: NaiveLoop(s, backend)),
@@ -332,10 +336,11 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         try:
             send(settings, values, frames_n, None)
             runner = make(settings)
-            fps = capacity(runner, frames_n)
+            with ThreadCpu() as cpu:
+                fps = capacity(runner, frames_n)
         finally:
             drop(settings)
-        result[name] = {"capacity_fps": fps}
+        result[name] = {"capacity_fps": fps, "capacity_cpu_cores": cpu.cores()}
         if isinstance(runner, Pipeline):
             result[name]["capacity_profile_ms"] = runner.profile_ms()
             # The machine is shared: the raw figure brackets the pipeline's run, before and after.
@@ -358,6 +363,13 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
     result["naive_vs_raw"] = result["naive"]["capacity_fps"] / result["raw_backend_fps"]
     print(json.dumps(result))
     return result
+
+
+def _median_cores(each: list[dict[str, float]]) -> dict[str, float]:
+    """Per thread group, the median over runs of the cores it kept busy (0 in a run without it)."""
+    groups = {group for cores in each for group in cores}
+    medians = {g: round(statistics.median(cores.get(g, 0.0) for cores in each), 3) for g in groups}
+    return dict(sorted(medians.items(), key=lambda item: -item[1]))
 
 
 def main() -> None:
@@ -406,6 +418,8 @@ def main() -> None:
             step: median(["pipeline", "latency_at_half_capacity", "profile_ms", step])
             for step in runs[0]["pipeline"]["latency_at_half_capacity"]["profile_ms"]
         },
+        "raw_backend_cpu_cores": _median_cores([run["raw_backend_cpu_cores"] for run in runs]),
+        "capacity_cpu_cores": _median_cores([run["pipeline"]["capacity_cpu_cores"] for run in runs]),
     }
     print(json.dumps(summary, indent=1))
     settings = {
