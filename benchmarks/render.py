@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agad_stream.model.card import ALL_SCORES  # noqa: E402
+from benchmarks.thread_cpu import NATIVE  # noqa: E402
 from trainer.agad.variant import PRESETS  # noqa: E402  (only to find today's configurations)
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -384,11 +385,17 @@ def scores_table(every: list[Run]) -> str:
 
 
 def stream_runs(every: list[Run]) -> list[Run]:
-    """The latest benchmarks/stream.py run file of each model size and batch, smallest first."""
-    chosen: dict[tuple[int, int], Run] = {}
+    """The latest benchmarks/stream.py run file of each model size, batch and lane count, smallest first."""
+    chosen: dict[tuple[int, int, int], Run] = {}
     for run in sorted((r for r in every if r["table"] == "stream"), key=lambda r: r["finished_at"]):
-        chosen[(run["settings"]["size"], run["settings"]["batch"])] = run
+        s = run["settings"]
+        chosen[(s["size"], s["batch"], s.get("lanes", 1))] = run
     return [chosen[key] for key in sorted(chosen)]
+
+
+def _stream_model(settings: dict[str, Any]) -> str:
+    lanes = settings.get("lanes", 1)
+    return f"{settings['size']} px, batch {settings['batch']}" + (f", {lanes} lanes" if lanes > 1 else "")
 
 
 def stream_table(every: list[Run]) -> str:
@@ -400,7 +407,7 @@ def stream_table(every: list[Run]) -> str:
         bound = summary.get("latency_bound_ms")
         rows.append(
             [
-                f"{s['size']} px, batch {s['batch']}, wait {s['max_wait_ms']:.0f} ms",
+                f"{_stream_model(s)}, wait {s['max_wait_ms']:.0f} ms",
                 f"{summary['raw_backend_fps']:.0f}",
                 f"{summary['pipeline_fps']:.0f}",
                 f"{summary['pipeline_vs_raw']:.2f} ({each})",
@@ -426,11 +433,52 @@ def profile_table(every: list[Run]) -> str:
         profile = run["summary"].get("profile_ms")
         if not profile:
             continue
-        s = run["settings"]
-        name = f"{s['size']} px, batch {s['batch']}"
+        name = _stream_model(run["settings"])
         means = [f"{profile[k]:.1f}" for k in steps]
         rows.append([name, *means, f"{profile['batch_frames']:.1f}", f"{profile['end_to_end']:.0f}"])
     header = ["model", *steps, "frames per batch", "end to end (worker's view)"]
+    return table(header, rows)
+
+
+def _thread_kind(group: str) -> str:
+    """The column a thread group of benchmarks/thread_cpu.py goes to."""
+    if group in ("model", NATIVE):
+        return "inference"
+    if group.startswith("kafka-io"):
+        return "Kafka client I/O"
+    if group.endswith("network-thread"):
+        return "Kafka producer sender"
+    if group in ("decode", "worker loop"):
+        return group
+    return "benchmark"
+
+
+def cpu_table(every: list[Run]) -> str:
+    """Cores each kind of thread kept busy: the raw backend's run against the capacity run's (medians)."""
+    kinds = ("inference", "decode", "worker loop", "Kafka client I/O", "Kafka producer sender")
+    rows = []
+    for run in stream_runs(every):
+        summary, s = run["summary"], run["settings"]
+        if "capacity_cpu_cores" not in summary:
+            continue
+        busy = {kind: 0.0 for kind in (*kinds, "benchmark")}
+        for group, cores in summary["capacity_cpu_cores"].items():
+            busy[_thread_kind(group)] += cores
+        raw = sum(c for g, c in summary["raw_backend_cpu_cores"].items() if _thread_kind(g) == "inference")
+        others = sum(busy[kind] for kind in kinds[1:])
+        rows.append(
+            [
+                _stream_model(s),
+                f"{raw:.2f}",
+                *(f"{busy[kind]:.3f}" if kind != "inference" else f"{busy[kind]:.2f}" for kind in kinds),
+                f"{others:.3f}",
+                f"{raw - busy['inference']:.2f}",
+            ]
+        )
+    header = [
+        "model", "raw backend: inference", "pipeline: inference", "decode", "worker loop",
+        "Kafka client I/O", "Kafka producer sender", "all but inference", "inference lost",
+    ]  # fmt: skip
     return table(header, rows)
 
 
@@ -500,6 +548,7 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
         PERFORMANCE_DOC: {
             "stream": lambda: stream_table(every),
             "profile": lambda: profile_table(every),
+            "cpu": lambda: cpu_table(every),
             "int8-speed": lambda: int8_speed_table(every),
             "int8-parity": lambda: int8_parity_table(every),
         },

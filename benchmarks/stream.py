@@ -2,8 +2,9 @@
 
 Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For each run:
 
-1. raw backend: images/s of ``backend.predict`` on prepared batches of ``--batch`` frames,
-   measured just before and just after step 2 (the mean of the two is ``raw_backend_fps``);
+1. raw backend: images/s of ``backend.predict`` on prepared batches of ``--batch`` frames, from
+   one thread per lane of the backend (``--lanes``), measured just before and just after step 2
+   (the mean of the two is ``raw_backend_fps``);
 2. pipeline capacity: ``--frames`` JPEG frames are produced first, then an in-process
    :class:`~agad_stream.stream.worker.Worker` (max_batch = ``--batch``) scores them; frames/s over
    the last 90 % of them (start-up excluded), the worker's profile of that run
@@ -20,6 +21,7 @@ Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For
 Every run uses fresh topics and consumer groups. Results: benchmarks/results/stream/<name>.json.
 
     python benchmarks/stream.py --size 64 --batch 32 --runs 3
+    python benchmarks/stream.py --size 64 --batch 32 --runs 3 --lanes 2
 """
 
 from __future__ import annotations
@@ -145,16 +147,27 @@ def send(settings: Settings, values: list[bytes], count: int, rate: float | None
 
 
 def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: float = 3.0) -> float:
+    """Images/s of ``backend.predict`` on prepared batches, called from as many threads as it has
+    lanes (the most the worker asks of it)."""
     card = backend.card
     images = [prepare_image(v, "image/jpeg", image_size=card.input.image_size, channels=1) for v in values]
     inputs = to_model_input(stack_images([images[i % len(images)] for i in range(batch)]))
     for _ in range(3):
         backend.predict(inputs)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        backend.predict(inputs)
-        done += batch
-    return done / (time.perf_counter() - start)
+    calls = [0] * backend.lanes
+    start = time.perf_counter()
+
+    def call(lane: int) -> None:
+        while time.perf_counter() - start < seconds:
+            backend.predict(inputs)
+            calls[lane] += 1
+
+    callers = [threading.Thread(target=call, args=(lane,)) for lane in range(backend.lanes)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    return sum(calls) * batch / (time.perf_counter() - start)
 
 
 class Pipeline:
@@ -319,7 +332,7 @@ def latencies(
 
 
 def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
-    backend = load_backend(model, "onnxruntime")
+    backend = load_backend(model, "onnxruntime", lanes=args.lanes)
     scorer = base.scorer.model_copy(
         update={"max_batch": args.batch, "max_wait_ms": args.max_wait_ms, "metrics_port": 0}
     )
@@ -381,6 +394,9 @@ def main() -> None:
         "--batch", type=int, default=32, help="max_batch of the worker and raw batch (default 32)"
     )
     parser.add_argument("--max-wait-ms", type=float, default=20.0, help="worker's batch latency budget")
+    parser.add_argument(
+        "--lanes", type=int, default=1, help="ONNX Runtime lanes: batches at once (default 1)"
+    )
     parser.add_argument("--frames", type=int, default=3000, help="frames for the pipeline capacity run")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each latency run")
     parser.add_argument("--runs", type=int, default=3)
@@ -426,6 +442,7 @@ def main() -> None:
         "size": args.size,
         "batch": args.batch,
         "max_wait_ms": args.max_wait_ms,
+        "lanes": args.lanes,
         "frames": args.frames,
         "seconds": args.seconds,
         "backend": "onnxruntime cpu",
@@ -433,7 +450,7 @@ def main() -> None:
     }
     path = write_result(
         "stream",
-        args.name or f"stream-{args.size}px-b{args.batch}",
+        args.name or f"stream-{args.size}px-b{args.batch}" + (f"-l{args.lanes}" if args.lanes > 1 else ""),
         {"settings": settings, "summary": summary, "runs": runs},
     )
     print(f"wrote {path}")

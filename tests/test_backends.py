@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,30 @@ def test_onnxruntime_thread_count(model_dir: Path) -> None:
     backend = load_backend(model_dir, "onnxruntime", threads=1)
     assert backend.session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
     assert backend.details["threads"] == "1" and backend.details["provider"] == "CPUExecutionProvider"
+
+
+def test_onnxruntime_lanes_score_concurrent_calls_as_one_call_would(model_dir: Path) -> None:
+    single = load_backend(model_dir, "onnxruntime", threads=1)
+    lanes = load_backend(model_dir, "onnxruntime", lanes=2)
+    assert single.lanes == 1 and lanes.lanes == 2 and lanes.details["lanes"] == "2"
+    session = lanes.session  # type: ignore[attr-defined]
+    cores = os.cpu_count() or 1
+    assert session.get_session_options().intra_op_num_threads == max(1, cores // 2)  # cores shared out
+    batches = [batch(8, seed=seed) for seed in range(6)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lanes.predict, batches))
+    for images, (scores, maps) in zip(batches, together, strict=True):
+        expected_scores, expected_maps = single.predict(images)
+        np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+        assert maps is not None and expected_maps is not None
+        np.testing.assert_allclose(maps, expected_maps, rtol=1e-5, atol=1e-6)
+
+
+def test_lanes_are_refused_off_the_cpu(model_dir: Path) -> None:
+    with pytest.raises(AgadError, match="lanes 2: use 1, or more on the CPU"):
+        load_backend(model_dir, "onnxruntime", device="cuda", lanes=2)
+    with pytest.raises(AgadError, match="backend torch has no option lanes"):
+        load_backend(model_dir, "torch", lanes=2)
 
 
 def test_auto_on_a_cpu_machine_is_onnxruntime(model_dir: Path) -> None:

@@ -43,6 +43,7 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["serve", "--model", MODEL, "--metrics-port", "70000"], "--metrics-port"),
     (["serve", "--model", MODEL, "--threshold", "nan"], "--threshold"),
     (["serve", "--model", MODEL, "--threads", "0"], "--threads"),
+    (["serve", "--model", MODEL, "--lanes", "0"], "--lanes"),
     (["simulate", "--data", "elpv", "--cameras", "0"], "--cameras"),
     (["simulate", "--data", "elpv", "--fps", "-1"], "--fps"),
     (["simulate", "--data", "elpv", "--corrupt-rate", "2"], "--corrupt-rate"),

@@ -29,7 +29,7 @@ class RaisesOnWhite:
 
     def __init__(self, inner: Backend, always: bool = False) -> None:
         self.inner, self.always = inner, always
-        self.name, self.card, self.details = inner.name, inner.card, inner.details
+        self.name, self.card, self.details, self.lanes = inner.name, inner.card, inner.details, inner.lanes
         self.calls = 0
 
     def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:

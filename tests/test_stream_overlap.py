@@ -21,7 +21,7 @@ from agad_stream.config import Settings
 from agad_stream.inference import Backend, Prediction, load_backend
 from agad_stream.stream.clients import connect
 from agad_stream.stream.worker import Worker
-from tests.stream_support import committed, make_frames, produce, read_topic
+from tests.stream_support import committed, make_frames, produce, read_all, read_topic
 from tests.support import WAIT_S, KafkaClients
 
 FRAMES = 16
@@ -50,7 +50,7 @@ class HeldFirstBatch:
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
-        self.name, self.card, self.details = inner.name, inner.card, inner.details
+        self.name, self.card, self.details, self.lanes = inner.name, inner.card, inner.details, inner.lanes
         self.started, self.release = threading.Event(), threading.Event()
         self.first_batch = 0
 
@@ -101,6 +101,69 @@ def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
         intruder.leave.set()
         intruder.join(WAIT_S)
         scores = read_topic(settings, topics.scores, lambda r: len(r) >= FRAMES, "every frame's score")
+    finally:
+        backend.release.set()
+        worker.stopping.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+    times = Counter(json.loads(r.value)["frame_id"] for r in scores)
+    assert times == Counter(f.frame_id for f in placed), "a frame was scored twice or not at all"
+
+
+class HeldFirstOfTwoLanes:
+    """A two-lane ONNX Runtime backend whose first call waits for ``release``; it notes every batch
+    that another lane scored meanwhile."""
+
+    def __init__(self, inner: Backend) -> None:
+        assert inner.lanes == 2
+        self.inner = inner
+        self.name, self.card, self.details, self.lanes = inner.name, inner.card, inner.details, inner.lanes
+        self.started, self.release = threading.Event(), threading.Event()
+        self.scored_while_held = 0
+        self.lock = threading.Lock()
+
+    def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:
+        with self.lock:
+            first = not self.started.is_set()
+            self.started.set()
+            if not first and not self.release.is_set():
+                self.scored_while_held += 1
+        if first:
+            assert self.release.wait(WAIT_S), "the test never released the first batch"
+        return self.inner.predict(batch, heatmaps=heatmaps)
+
+
+def test_two_lanes_score_a_second_batch_meanwhile_and_deliver_in_order(
+    settings: Settings, kafka_clients: KafkaClients, stream_models: dict[str, Path]
+) -> None:
+    model = stream_models["a"]
+    backend = HeldFirstOfTwoLanes(load_backend(model, "onnxruntime", lanes=2, threads=1))
+    # Batches of 4 that close at once: the first is held, the second goes to the other lane.
+    update = {"max_batch": 4, "max_wait_ms": 0.0, "metrics_port": 0}
+    served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
+    group, topics = settings.kafka.group_id, settings.kafka.topics
+    placed = produce(kafka_clients.producer(), topics.frames, make_frames(FRAMES))
+    worker = Worker(served, model, backend, lambda _: backend, connect(served))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while backend.scored_while_held == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.scored_while_held == 1, "the second lane scored nothing while the first was held"
+        time.sleep(1.0)  # time to publish and commit, were the worker to pass the held batch
+        assert read_all(settings, topics.scores) == [], (
+            "a batch polled after the held one was delivered first"
+        )
+        assert committed(kafka_clients, group) == {}, "offsets passed the held batch"
+        backend.release.set()
+        scores = read_topic(settings, topics.scores, lambda r: len(r) >= FRAMES, "every frame's score")
+        ends = {
+            p: max(f.offset for f in placed if f.partition == p) + 1 for p in {f.partition for f in placed}
+        }
+        while committed(kafka_clients, group) != ends and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert committed(kafka_clients, group) == ends
     finally:
         backend.release.set()
         worker.stopping.set()

@@ -46,6 +46,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--backend", choices=BACKEND_KINDS, help="inference backend (AGAD_SCORER__BACKEND)")
     types.add_backend_flags(parser)
     parser.add_argument(
+        "--lanes",
+        type=types.positive,
+        help="ONNX Runtime on the CPU: batches scored at once, each on --threads threads (default 1). "
+        "Two one-thread lanes on two cores raise throughput at full load; a lone small batch then runs on "
+        "one thread",
+    )
+    parser.add_argument(
         "--max-batch", type=types.integer(1, 1024), help="batch size limit (AGAD_SCORER__MAX_BATCH)"
     )
     parser.add_argument(
@@ -85,7 +92,7 @@ def serve(args: argparse.Namespace) -> int:
 
     source = args.model or settings.registry
     model_dir, registry = resolve_model(source, from_flag=args.model is not None)
-    options = backend_options(settings.scorer.backend, args.device, args.threads, args.precision)
+    options = backend_options(settings.scorer.backend, args.device, args.threads, args.precision, args.lanes)
 
     def load(directory: Path) -> Backend:
         return load_backend(directory, settings.scorer.backend, **options)

@@ -36,7 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, set[str]] = {
-    "onnxruntime": {"device", "threads", "device_id", "precision"},
+    "onnxruntime": {"device", "threads", "device_id", "precision", "lanes"},
     "torch": {"device", "half", "threads"},
     "tensorrt": {"engine", "device_id"},
 }
@@ -44,14 +44,20 @@ OPTIONS: dict[str, set[str]] = {
 
 
 def backend_options(
-    kind: str, device: str | None = None, threads: int | None = None, precision: str | None = None
+    kind: str,
+    device: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+    lanes: int | None = None,
 ) -> dict[str, Any]:
-    """The options of backend ``kind`` for a ``--device`` (auto, cpu, cuda, cuda:N), ``--threads`` and
-    ``--precision`` (of ONNX Runtime's graph); TensorRT takes none (its engine names the GPU and its
-    precision), and auto passes the device choice to the survey."""
+    """The options of backend ``kind`` for a ``--device`` (auto, cpu, cuda, cuda:N), ``--threads``,
+    ``--precision`` (of ONNX Runtime's graph) and ``--lanes``; TensorRT takes none (its engine names
+    the GPU and its precision), and auto passes the device choice to the survey."""
     options: dict[str, Any] = {}
     if threads is not None and kind in ("auto", "onnxruntime", "torch"):
         options["threads"] = threads
+    if lanes is not None and kind in ("auto", "onnxruntime"):
+        options["lanes"] = lanes
     if precision is not None and kind in ("auto", "onnxruntime"):
         options["precision"] = precision
     if device in (None, "auto") or kind in ("auto", "tensorrt"):
@@ -70,7 +76,7 @@ def load_backend(
     """Load ``model_dir`` with backend ``kind``; ``options`` go to that backend's constructor.
 
     onnxruntime: ``device`` ("cpu" | "cuda"), ``threads``, ``device_id``, ``precision`` ("fp32" |
-    "int8"); torch: ``device``, ``half``, ``threads``; tensorrt: ``engine``, ``device_id``. With
+    "int8"), ``lanes``; torch: ``device``, ``half``, ``threads``; tensorrt: ``engine``, ``device_id``. With
     ``auto`` the chosen backend gets the options it accepts (``threads`` reaches ONNX Runtime on a
     CPU, say), and a backend that fails to start (an engine TensorRT cannot deserialize, a CUDA
     provider without its libraries, a stale INT8 graph) gives way to the next choice with a
@@ -92,6 +98,10 @@ def load_backend(
         choice = choose_backend(machine)
         log.info("backend auto -> %s %s (%s)", choice.kind, choice.options, "; ".join(choice.reasons))
         wanted = {k: v for k, v in options.items() if k in OPTIONS[choice.kind]}
+        on_gpu = choice.kind != "onnxruntime" or choice.options.get("device") == "cuda"
+        if on_gpu and options.get("lanes", 1) != 1:
+            wanted.pop("lanes", None)
+            log.warning("backend auto: lanes apply to the CPU; %s runs one batch at a time", choice.kind)
         try:
             return _load(model_dir, choice.kind, {**wanted, **choice.options})
         except AgadError as exc:

@@ -31,12 +31,15 @@ class Backend(Protocol):
     """A loaded model that scores preprocessed batches.
 
     ``name`` is the backend kind; ``details`` says how it runs (device, provider, precision,
-    threads) for logs, metrics and benchmarks; ``card`` is the model card of what it serves.
+    threads) for logs, metrics and benchmarks; ``card`` is the model card of what it serves;
+    ``lanes`` is how many ``predict`` calls may run at once (the scorer keeps that many batches in
+    flight): 1 unless the backend was built for more.
     """
 
     name: str
     card: ModelCard
     details: dict[str, str]
+    lanes: int
 
     def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction: ...
 

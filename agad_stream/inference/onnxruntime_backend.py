@@ -7,6 +7,7 @@ convolutions and fuse activations, which is where most of the gain over PyTorch 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,10 @@ class OnnxRuntimeBackend:
 
     ``threads`` is the intra-op thread count (None: ONNX Runtime's default, one per physical core);
     ``precision`` "int8" runs the quantised graph (``agad export --precision int8``), for CPUs.
+    ``lanes`` (CPU only) lets that many calls run at once, each on ``threads`` threads (None: the
+    cores shared out among the lanes). Two one-thread lanes on two cores score large batches faster
+    than one two-thread call, whose threads wait for each other at every operator and whenever
+    another thread of the process takes a core; a lone small batch, though, runs on one thread.
     """
 
     name = "onnxruntime"
@@ -63,11 +68,14 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         device_id: int = 0,
         precision: str = "fp32",
+        lanes: int = 1,
     ) -> None:
         self.card = load_card(model_dir)
         path = onnx_path(model_dir, precision)
         if device not in ("cpu", "cuda"):
             raise AgadError(f"onnxruntime backend device {device!r}: use cpu or cuda")
+        if lanes < 1 or (lanes > 1 and device != "cpu"):
+            raise AgadError(f"lanes {lanes}: use 1, or more on the CPU (a GPU takes one batch at a time)")
         providers: list[str | tuple[str, dict[str, str]]] = [CPU]
         if device == "cuda":
             if CUDA not in ort.get_available_providers():
@@ -79,6 +87,9 @@ class OnnxRuntimeBackend:
             providers = [(CUDA, {"device_id": str(device_id)}), CPU]
         if threads is not None and threads < 1:
             raise AgadError(f"threads must be at least 1, got {threads}")
+        if lanes > 1 and threads is None:
+            threads = max(1, (os.cpu_count() or 1) // lanes)
+        self.lanes = lanes
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
@@ -108,6 +119,7 @@ class OnnxRuntimeBackend:
             "provider": active[0],
             "threads": str(threads) if threads is not None else "default",
             "precision": precision,
+            "lanes": str(lanes),
         }
 
     def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:

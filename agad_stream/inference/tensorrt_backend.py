@@ -50,6 +50,7 @@ class TensorRTBackend:
     """Run ``engine`` (default: the one for this GPU in ``model_dir``) on CUDA device ``device_id``."""
 
     name = "tensorrt"
+    lanes = 1  # one execution context, one stream: calls take turns
 
     def __init__(self, model_dir: Path, *, engine: Path | None = None, device_id: int = 0) -> None:
         self.card = load_card(model_dir)

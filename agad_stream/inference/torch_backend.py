@@ -25,6 +25,7 @@ class TorchBackend:
     """
 
     name = "torch"
+    lanes = 1  # torch's intra-op pool is per process: concurrent calls would only share it
 
     def __init__(
         self,

@@ -8,10 +8,11 @@
   decode while the batch waits for company instead of after it closed;
 - **batch** (:class:`~agad_stream.stream.batcher.Batcher`): until ``max_batch`` or ``max_wait_ms``;
 - **infer** (:func:`~agad_stream.stream.isolation.predict_isolating`): scores and heat-maps; a frame
-  that breaks the backend becomes a Rejection. It runs on the model thread (ONNX Runtime, torch and
-  TensorRT release the GIL), one batch at a time: while it runs, the loop delivers the batch before
-  it and polls the one after, so a batch's Kafka and Redis round trips hide behind the next one's
-  inference instead of adding to it;
+  that breaks the backend becomes a Rejection. It runs on a model thread (ONNX Runtime, torch and
+  TensorRT release the GIL), one per lane of the backend (``Backend.lanes``, usually one), a batch
+  each: while they run, the loop delivers the batch before and polls the one after, so a batch's
+  Kafka and Redis round trips hide behind the next one's inference instead of adding to it.
+  Batches are delivered and committed in the order they were polled, whichever lane is done first;
 - **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
 - **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
   Redis hold all of them;
@@ -49,6 +50,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -164,8 +166,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.batcher: Batcher[Polled] = Batcher(settings.scorer.max_batch, settings.scorer.max_wait_ms)
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
-        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self.scoring: Scoring | None = None
+        self.lanes = 0  # set by _serve, with the model threads
+        self.model_threads = ThreadPoolExecutor(1)
+        self.in_flight: deque[Scoring] = deque()  # oldest first: delivered and committed in order
         self.abandoned = False  # a batch could not be stored: publish and commit nothing after it
         self.outage_since: float | None = None  # when poll last found the broker unreachable
         self._inference_s = 0.0  # the last batch's
@@ -213,21 +216,21 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self._stepped()
-                if not len(self.batcher) and self.scoring is None:
+                if not len(self.batcher) and not self.in_flight:
                     self._maybe_reload()
                 self.batcher.add(self._poll())
-                scored = self.scoring is not None and self.scoring.inference.done()
+                scored = bool(self.in_flight) and self.in_flight[0].inference.done()
                 if self.batcher.ready() or scored:
                     self._settle_rebalance()
                     self._score(self.batcher.take() if self.batcher.ready() else [])
             self._settle_rebalance()
             self._score(self.batcher.take())
-            self._score([])
+            self._drain()
             self._finish_commits()
         finally:
             faulthandler.cancel_dump_traceback_later()
             self.decoder.shutdown(cancel_futures=True)
-            self.model_thread.shutdown(cancel_futures=True)
+            self.model_threads.shutdown(cancel_futures=True)
             self.clients.close()
             if self.watch is not None:
                 self.watch.close()
@@ -244,8 +247,8 @@ class Worker:
         """Records for the batch, each already decoding; also where rebalances happen and postponed
         commits go out."""
         wanted, wait_ms = self.batcher.poll_budget(LONGEST_POLL_MS)
-        if self.scoring is not None:  # be back when it is done, to deliver it
-            due_ms = (self.scoring.done_by - time.monotonic()) * 1000.0
+        if self.in_flight:  # be back when the oldest is done, to deliver it
+            due_ms = (self.in_flight[0].done_by - time.monotonic()) * 1000.0
             wait_ms = min(wait_ms, max(due_ms, SHORTEST_POLL_MS))
         polled = self._poll_through_outage(timeout_ms=wait_ms, max_records=wanted)
         if not polled and not self.consumer.assignment():
@@ -283,15 +286,19 @@ class Worker:
         return polled
 
     def _score(self, batch: list[Polled]) -> None:
-        """Give ``batch`` (if any) to the model thread, and deliver and commit the batch it had
-        meanwhile; see the module docstring."""
-        previous, self.scoring = self.scoring, None
-        if previous is not None:
-            previous.inference.result()  # the model thread is free again
+        """Give ``batch`` (if any) to a model thread, waiting for the oldest batch when every lane
+        is busy; then deliver and commit, oldest first, the batches that are done."""
         if batch and not self.abandoned:
-            self.scoring = self._start(batch)
-        if previous is not None and not self.abandoned:
-            self._finish(previous)
+            if len(self.in_flight) >= self.lanes:
+                self.in_flight[0].inference.result()  # a lane is free again
+            self.in_flight.append(self._start(batch))
+        while self.in_flight and self.in_flight[0].inference.done() and not self.abandoned:
+            self._finish(self.in_flight.popleft())
+
+    def _drain(self) -> None:
+        """Deliver and commit every batch still on the model threads, oldest first."""
+        while self.in_flight and not self.abandoned:
+            self._finish(self.in_flight.popleft())
 
     def _start(self, batch: list[Polled]) -> Scoring:
         stage = self.metrics.stage
@@ -306,7 +313,7 @@ class Worker:
         return Scoring(
             records=[p.record for p in batch],
             rejected=[p for p in parsed if isinstance(p, Rejection)],
-            inference=self.model_thread.submit(self._infer, frames),
+            inference=self.model_threads.submit(self._infer, frames),
             model_version=self.backend.card.model_version,
             threshold=self.threshold,
             done_by=time.monotonic() + self._inference_s,
@@ -435,8 +442,8 @@ class Worker:
         if not lost:
             return lost
         self.offsets.forget(lost)
-        if self.scoring is not None:
-            self.scoring.lost |= lost
+        for scoring in self.in_flight:
+            scoring.lost |= lost
         dropped = self.batcher.discard(lambda p: _in(p.record, lost))
         if dropped:
             log.info("rebalance: dropped %d polled frames of partitions now owned elsewhere", dropped)
@@ -493,6 +500,10 @@ class Worker:
         self.metrics.set_model(card.model_version, self.threshold)
         size, channels = card.input.image_size, card.input.channels
         self._canary = np.zeros((1, channels, size, size), np.float32)  # replaced by each scored frame
+        if backend.lanes != self.lanes:  # nothing is in flight: models change only between batches
+            self.model_threads.shutdown()
+            self.lanes = backend.lanes
+            self.model_threads = ThreadPoolExecutor(self.lanes, thread_name_prefix="model")
 
     def _maybe_reload(self) -> None:
         if self.watch is None:
