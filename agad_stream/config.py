@@ -152,6 +152,13 @@ class ScorerSettings(BaseModel):
     max_wait_ms: float = Field(
         20.0, ge=0, le=60_000, description="... or after this many ms, whichever comes first (latency budget)"
     )
+    lanes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="ONNX Runtime on the CPU: batches scored at once, the cores shared out among them "
+        "(docs/PERFORMANCE.md says when more than 1 pays)",
+    )
     threshold: float | None = Field(None, description="overrides the model's calibrated threshold")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus metrics; 0 turns them off")
     session_timeout_ms: int = Field(

@@ -39,7 +39,11 @@ def test_two_workers_score_every_frame_once(
     model = stream_models["a"]
     expected = offline_scores(model)
     threshold = middle_threshold(expected)
-    workers = [serve(model, name, threshold=threshold, max_batch=16) for name in ("w1", "w2")]
+    # w1 scores on two ONNX Runtime lanes (two batches at once), w2 on one: both keep camera order.
+    workers = [
+        serve(model, name, threshold=threshold, max_batch=16, lanes=lanes)
+        for name, lanes in (("w1", 2), ("w2", 1))
+    ]
     for worker in workers:
         worker.wait_assigned()
     frames = produce(kafka_clients.producer(), settings.kafka.topics.frames, make_frames(FRAMES))
@@ -61,6 +65,7 @@ def test_two_workers_score_every_frame_once(
     for worker in workers:
         summary = worker.text().rsplit("stopped: ", 1)[1]
         assert int(summary.split()[0]) > 0, f"{worker.log.stem} scored nothing"
+    assert "'lanes': '2'" in workers[0].text() and "'lanes': '1'" in workers[1].text()
 
     # Each record is this frame's verdict from this model, keyed by camera.
     for record, score in zip(records, scores, strict=True):

@@ -48,9 +48,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--lanes",
         type=types.positive,
-        help="ONNX Runtime on the CPU: batches scored at once, each on --threads threads (default 1). "
-        "Two one-thread lanes on two cores raise throughput at full load; a lone small batch then runs on "
-        "one thread",
+        help="ONNX Runtime on the CPU: batches scored at once, each on --threads threads "
+        "(AGAD_SCORER__LANES, default 1). Two one-thread lanes on two cores raise throughput at full load; a "
+        "lone small batch then runs on one thread",
     )
     parser.add_argument(
         "--max-batch", type=types.integer(1, 1024), help="batch size limit (AGAD_SCORER__MAX_BATCH)"
@@ -76,6 +76,7 @@ def register(subparsers: Any) -> None:
 def serve(args: argparse.Namespace) -> int:
     flags = {
         "backend": args.backend,
+        "lanes": args.lanes,
         "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms,
         "threshold": args.threshold,
@@ -92,7 +93,8 @@ def serve(args: argparse.Namespace) -> int:
 
     source = args.model or settings.registry
     model_dir, registry = resolve_model(source, from_flag=args.model is not None)
-    options = backend_options(settings.scorer.backend, args.device, args.threads, args.precision, args.lanes)
+    lanes = settings.scorer.lanes if settings.scorer.lanes > 1 else None  # other backends take no lanes
+    options = backend_options(settings.scorer.backend, args.device, args.threads, args.precision, lanes)
 
     def load(directory: Path) -> Backend:
         return load_backend(directory, settings.scorer.backend, **options)
