@@ -21,7 +21,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from statistics import mean
+from statistics import mean, median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -453,6 +453,10 @@ def _thread_kind(group: str) -> str:
     return "benchmark"
 
 
+SAMPLERS = ("benchmark-sampler", "tqdm_monitor")
+"""Threads of the benchmark itself that run in the raw backend's timing too."""
+
+
 def cpu_table(every: list[Run]) -> str:
     """Cores each kind of thread kept busy: the raw backend's run against the capacity run's (medians)."""
     kinds = ("inference", "decode", "worker loop", "Kafka client I/O", "Kafka producer sender")
@@ -464,7 +468,10 @@ def cpu_table(every: list[Run]) -> str:
         busy = {kind: 0.0 for kind in (*kinds, "benchmark")}
         for group, cores in summary["capacity_cpu_cores"].items():
             busy[_thread_kind(group)] += cores
-        raw = sum(c for g, c in summary["raw_backend_cpu_cores"].items() if _thread_kind(g) == "inference")
+        # A raw run has only its callers and ONNX Runtime's pool besides the benchmark's samplers.
+        raw = median(
+            sum(c for g, c in r["raw_backend_cpu_cores"].items() if g not in SAMPLERS) for r in run["runs"]
+        )
         others = sum(busy[kind] for kind in kinds[1:])
         rows.append(
             [

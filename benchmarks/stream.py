@@ -162,7 +162,10 @@ def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: f
             backend.predict(inputs)
             calls[lane] += 1
 
-    callers = [threading.Thread(target=call, args=(lane,)) for lane in range(backend.lanes)]
+    callers = [
+        threading.Thread(target=call, args=(lane,), name=f"raw caller_{lane}")
+        for lane in range(backend.lanes)
+    ]
     for caller in callers:
         caller.start()
     for caller in callers:
