@@ -3,6 +3,8 @@
     python benchmarks/small_data.py --data fmnist:0 --normals 100 400 1000 --threads 2
     python benchmarks/small_data.py --data elpv --image-size 64 --normals 301 603 1206 --threads 2
     python benchmarks/small_data.py --data folder:runs/textured --image-size 64 --threads 2
+    python benchmarks/small_data.py --data fmnist:0 --normals 100 --methods default knn --dev \
+        --set stretched_anomalies=0 --tag no-stretch --threads 2
 
 A plant starts with a few hundred good images, so every method sees ``--normals`` good images
 (drawn with the seed from the data set's training and validation normals, split between the two
@@ -12,6 +14,12 @@ the product's adaptive step budget), the raw-pixel ``knn`` (5-NN) and ``patch_nn
 neighbour); the trained models stay under ``--models``. A folder with ``ground_truth/`` masks
 also gets pixel AUROC and AUPRO of each method's heat-maps (``knn`` has none). One run file per
 data set, size and method in benchmarks/results/small/.
+
+``--dev`` tests on data that is not test data instead, for choosing a change to the default: good
+images of the data set that were not drawn (at most :data:`DEV_NORMALS`) against the anomalies
+a gamma = 0.05 split would label (``benchmarks.common.dev_anomalies``); its run files go to
+benchmarks/results/small-dev/. ``--set FIELD=VALUE`` changes a field of the trained variants, and
+``--tag`` names the change in the run file names.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +36,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_result
+from benchmarks.common import dev_anomalies, write_result
 from trainer.agad.variant import preset
 from trainer.api import TrainConfig, train
 from trainer.baselines import knn_scores, patch_nn
-from trainer.data import DataSet, load_dataset
+from trainer.cli import variant_override
+from trainer.data import DataSet, Split, load_dataset
 from trainer.data.masks import masks_of_test_split
 from trainer.evaluate import evaluation_report, scores_and_heatmaps
 from trainer.localisation import aupro, pixel_auroc
 
 METHODS = ("default", "autoencoder", "knn", "patch_nn")
+TRAINED = ("default", "autoencoder")
 TABLE = "small"
+DEV_TABLE = "small-dev"
+DEV_NORMALS = 600
 
 
 def main() -> None:
@@ -51,15 +64,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=Path("runs/small"), help="where trained models go")
+    parser.add_argument("--dev", action="store_true", help="test on dev data, never the test split")
+    parser.add_argument("--set", action="append", type=variant_override, default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--tag", default="", help="names the --set change in run file names")
     args = parser.parse_args()
+    if args.set and not args.tag:
+        parser.error("--set needs a --tag that names the change in the run files")
+    if args.dev and args.data.startswith("folder:"):
+        parser.error("--dev takes fmnist or elpv; for a folder, build a dev folder: textured_data.py --dev")
     torch.set_num_threads(args.threads)
     full = load_dataset(args.data, args.image_size, seed=args.seed)
-    masks = masks_of_test_split(full)
+    masks = None if args.dev else masks_of_test_split(full)
+    overrides = dict(args.set)
     for n in args.normals or [full.train.n_normal + full.val.n_normal]:
         dataset = full.with_normals(n, args.seed)
+        if args.dev:
+            dataset = replace(dataset, test=dev_split(full, dataset, args.seed))
         for method in args.methods:
             started = time.perf_counter()
-            name = f"{_tag(args.data)}-{args.image_size}px-n{n}-{method}-s{args.seed}"
+            tag = f"-{args.tag}" if args.tag and method in TRAINED else ""
+            name = f"{_tag(args.data)}-{args.image_size}px-n{n}-{method}{tag}-s{args.seed}"
             record = {
                 "data": args.data,
                 "image_size": args.image_size,
@@ -68,14 +92,35 @@ def main() -> None:
                 "val_normals": dataset.val.n_normal,
                 "method": method,
                 "seed": args.seed,
-                **run(method, dataset, masks, args.models / name),
+                "tested_on": "dev" if args.dev else "test",
+                **({"set": overrides} if method in TRAINED and overrides else {}),
+                **run(method, dataset, masks, args.models / name, overrides),
             }
             record["wall_seconds"] = round(time.perf_counter() - started, 1)
-            path = write_result(TABLE, name, record)
-            print(f"{path.name}: test AUROC {record['auroc']:.4f}", flush=True)
+            path = write_result(DEV_TABLE if args.dev else TABLE, name, record)
+            print(f"{path.name}: {record['tested_on']} AUROC {record['auroc']:.4f}", flush=True)
 
 
-def run(method: str, dataset: DataSet, masks: np.ndarray | None, out: Path) -> dict[str, Any]:
+def dev_split(full: DataSet, dataset: DataSet, seed: int) -> Split:
+    """Good images of ``full`` that ``dataset`` did not draw (at most DEV_NORMALS, drawn with the
+    seed) and the anomalies a gamma = 0.05 split would label: data that is not test data."""
+    drawn = set(dataset.train.ids) | set(dataset.val.ids)
+    pool = Split.concat([full.train.take(full.train.labels == 0), full.val.take(full.val.labels == 0)])
+    unused = np.flatnonzero([i not in drawn for i in pool.ids])
+    normals = pool.take(np.sort(np.random.default_rng([seed, 3]).permutation(unused)[:DEV_NORMALS]))
+    anomalies = dev_anomalies(full.spec, full.image_size, seed, full.channels)
+    labelled = Split(
+        anomalies,
+        np.ones(len(anomalies), dtype=np.int64),
+        np.full(len(anomalies), "anomaly"),
+        [f"dev-anomaly/{i}" for i in range(len(anomalies))],
+    )
+    return Split.concat([normals, labelled])
+
+
+def run(
+    method: str, dataset: DataSet, masks: np.ndarray | None, out: Path, overrides: dict[str, Any]
+) -> dict[str, Any]:
     """Test AUROC of ``method`` trained on ``dataset`` (a model goes to ``out``); pixel figures too
     when there are masks."""
     normals = dataset.train.images[dataset.train.labels == 0]
@@ -86,7 +131,7 @@ def run(method: str, dataset: DataSet, masks: np.ndarray | None, out: Path) -> d
     elif method == "patch_nn":
         scores, heatmaps = patch_nn(normals, dataset.test.images)
     else:
-        trained = train(TrainConfig(preset(method)), dataset, out, progress=False)
+        trained = train(TrainConfig(preset(method, **overrides)), dataset, out, progress=False)
         scores, heatmaps = scores_and_heatmaps(trained.scorer, dataset.test)
         keys = ("budget", "steps", "best_step", "stopped", "seconds", "images_per_second")
         extra = {"training": {k: trained.card.training[k] for k in keys}, "score": trained.card.score.method}
