@@ -188,6 +188,23 @@ def test_stretched_anomalies_change_one_side_of_a_part_within_range() -> None:
         preset("default", batch_size=32, turned_anomalies=8, stretched_anomalies=8)
 
 
+def test_supervised_batches_stretch_normals_never_the_labelled_anomalies() -> None:
+    # Normals are a bright square on a dark frame; labelled anomalies are all bright, so a stretched
+    # anomaly would stay all bright while a stretched normal keeps its dark frame.
+    normals = torch.full((48, 1, 16, 16), -1.0)
+    normals[:, :, 5:11, 5:11] = 1.0
+    images = torch.cat([normals, torch.ones(8, 1, 16, 16)])
+    labels = torch.cat([torch.zeros(48, dtype=torch.long), torch.ones(8, dtype=torch.long)])
+    variant = preset(
+        "default", batch_size=32, turned_anomalies=0, stretched_anomalies=4, anomalies_per_batch=8
+    )
+    batches = list(epoch_batches(images, labels, variant, None, torch.Generator().manual_seed(0)))
+    assert len(batches) == 3  # 20 normals, 8 labelled and 4 stretched anomalies each
+    for x, y in batches:
+        assert int(y.sum()) == 12
+        assert bool((x[-4:].flatten(1).amin(1) < 0).all())  # stretched from normals
+
+
 def test_supervised_batches_hold_labelled_anomalies_and_select_by_validation_auroc() -> None:
     variant = preset("faithful", batch_size=32, anomalies_per_batch=8, detach_pseudo=True, lr=1e-3)
     result = _fit(_data(True), variant, 3).fit

@@ -45,18 +45,19 @@ def epoch_batches(
     normals_per_batch, per_batch = batch_shares(labels, variant, turns)
     order = normal[torch.randperm(len(normal), generator=generator)]
     for start in range(0, len(order), normals_per_batch):
-        index = order[start : start + normals_per_batch]
-        if len(index) < 2:
+        good = order[start : start + normals_per_batch]
+        if len(good) < 2:
             continue  # BatchNorm needs two samples
+        index = good
         if per_batch:
             drawn = anomalous[torch.randint(len(anomalous), (per_batch,), generator=generator)]
-            index = torch.cat([index, drawn])
+            index = torch.cat([good, drawn])
         x, y = images[index], labels[index]
         made = []
         if variant.turned_anomalies and turns is not None:
-            made.append(turned(images[index[: variant.turned_anomalies]], turns, generator))
-        if variant.stretched_anomalies:
-            made.append(stretched(images[index[-variant.stretched_anomalies :]], generator))
+            made.append(turned(images[good[: variant.turned_anomalies]], turns, generator))
+        if variant.stretched_anomalies:  # the last normals: others than the turned ones
+            made.append(stretched(images[good[-variant.stretched_anomalies :]], generator))
         if made:
             x = torch.cat([x, *made])
             y = torch.cat([y, torch.ones(sum(len(m) for m in made), dtype=labels.dtype)])
