@@ -46,18 +46,26 @@ class Intruder(threading.Thread):
 
 
 class HeldFirstBatch:
-    """The ONNX Runtime backend, except that its first call waits until ``release`` is set."""
+    """The wrapped backend, except that its first call waits until ``release`` is set; it notes the
+    first batch's size and every batch another lane scored meanwhile."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name, self.card, self.details, self.lanes = inner.name, inner.card, inner.details, inner.lanes
         self.started, self.release = threading.Event(), threading.Event()
         self.first_batch = 0
+        self.scored_while_held = 0
+        self.lock = threading.Lock()
 
     def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:
-        if not self.started.is_set():
-            self.first_batch = len(batch)
-            self.started.set()
+        with self.lock:
+            first = not self.started.is_set()
+            if first:
+                self.first_batch = len(batch)
+                self.started.set()
+            elif not self.release.is_set():
+                self.scored_while_held += 1
+        if first:
             assert self.release.wait(WAIT_S), "the test never released the first batch"
         return self.inner.predict(batch, heatmaps=heatmaps)
 
@@ -110,34 +118,12 @@ def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
     assert times == Counter(f.frame_id for f in placed), "a frame was scored twice or not at all"
 
 
-class HeldFirstOfTwoLanes:
-    """A two-lane ONNX Runtime backend whose first call waits for ``release``; it notes every batch
-    that another lane scored meanwhile."""
-
-    def __init__(self, inner: Backend) -> None:
-        assert inner.lanes == 2
-        self.inner = inner
-        self.name, self.card, self.details, self.lanes = inner.name, inner.card, inner.details, inner.lanes
-        self.started, self.release = threading.Event(), threading.Event()
-        self.scored_while_held = 0
-        self.lock = threading.Lock()
-
-    def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:
-        with self.lock:
-            first = not self.started.is_set()
-            self.started.set()
-            if not first and not self.release.is_set():
-                self.scored_while_held += 1
-        if first:
-            assert self.release.wait(WAIT_S), "the test never released the first batch"
-        return self.inner.predict(batch, heatmaps=heatmaps)
-
-
 def test_two_lanes_score_a_second_batch_meanwhile_and_deliver_in_order(
     settings: Settings, kafka_clients: KafkaClients, stream_models: dict[str, Path]
 ) -> None:
     model = stream_models["a"]
-    backend = HeldFirstOfTwoLanes(load_backend(model, "onnxruntime", lanes=2, threads=1))
+    backend = HeldFirstBatch(load_backend(model, "onnxruntime", lanes=2, threads=1))
+    assert backend.lanes == 2
     # Batches of 4 that close at once: the first is held, the second goes to the other lane.
     update = {"max_batch": 4, "max_wait_ms": 0.0, "metrics_port": 0}
     served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})

@@ -166,8 +166,8 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.batcher: Batcher[Polled] = Batcher(settings.scorer.max_batch, settings.scorer.max_wait_ms)
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
-        self.lanes = 0  # set by _serve, with the model threads
-        self.model_threads = ThreadPoolExecutor(1)
+        self.lanes = backend.lanes  # _serve makes new model threads when a reload changes it
+        self.model_threads = ThreadPoolExecutor(self.lanes, thread_name_prefix="model")
         self.in_flight: deque[Scoring] = deque()  # oldest first: delivered and committed in order
         self.abandoned = False  # a batch could not be stored: publish and commit nothing after it
         self.outage_since: float | None = None  # when poll last found the broker unreachable
