@@ -346,6 +346,33 @@ def small_table(every: list[Run]) -> str:
     return table(header, rows)
 
 
+def small_dev_table(every: list[Run]) -> str:
+    """benchmarks/small_data.py --dev: dev AUROC per data set of each method (a trained one as it was
+    at the run's commit) and each ``--set`` change of it, then their means over the data sets that
+    all of them ran on."""
+    chosen: dict[tuple[str, int, int], dict[str, dict[str, Run]]] = defaultdict(lambda: defaultdict(dict))
+    for run in sorted((r for r in every if r["table"] == "small-dev"), key=lambda r: r["finished_at"]):
+        label = SMALL_METHODS[run["method"]]
+        if run["method"] in ("default", "autoencoder"):  # a preset as it was at the run's commit
+            label += f" at {run['commit']}" + "".join(f", {k}={v}" for k, v in run.get("set", {}).items())
+        chosen[(run["data"].partition(":")[0], run["image_size"], run["normals"])][run["data"]][label] = run
+    every_label = {label for sets in chosen.values() for runs in sets.values() for label in runs}
+    labels = sorted(every_label, key=lambda label: (label == "5-NN", label))
+    rows = []
+    for (family, size, normals), sets in sorted(chosen.items()):
+        for data, runs in sorted(sets.items()):
+            rows.append([f"{data} {size} px", str(normals), *[cell(_auroc(runs.get(x)), 4) for x in labels]])
+        complete = [runs for runs in sets.values() if all(x in runs for x in labels)]
+        if len(complete) > 1:
+            means = [cell(mean(runs[x]["auroc"] for runs in complete), 4) for x in labels]
+            rows.append([f"**mean of {len(complete)}** {family} {size} px", str(normals), *means])
+    return table(["data", "good images", *labels], rows)
+
+
+def _auroc(run: Run | None) -> float | None:
+    return None if run is None else float(run["auroc"])
+
+
 def textured_table(every: list[Run]) -> str:
     """Image AUROC, pixel AUROC and AUPRO of each method on folders with masks."""
     rows = []
@@ -548,6 +575,7 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
             "loop": lambda: loop_table(every, "loop"),
             "loop-dev": lambda: loop_table(every, "loop-dev"),
             "small": lambda: small_table(every),
+            "small-dev": lambda: small_dev_table(every),
             "textured": lambda: textured_table(every),
             "scores": lambda: scores_table(every),
         },

@@ -4,7 +4,7 @@
     python benchmarks/small_data.py --data elpv --image-size 64 --normals 301 603 1206 --threads 2
     python benchmarks/small_data.py --data folder:runs/textured --image-size 64 --threads 2
     python benchmarks/small_data.py --data fmnist:0 --normals 100 --methods default knn --dev \
-        --set stretched_anomalies=0 --tag no-stretch --threads 2
+        --set stretched_anomalies=32 --tag stretched --threads 2
 
 A plant starts with a few hundred good images, so every method sees ``--normals`` good images
 (drawn with the seed from the data set's training and validation normals, split between the two

@@ -50,8 +50,8 @@ def register_train(subparsers: Any) -> None:
         "--variant",
         default="default",
         choices=sorted(PRESETS),
-        help="default (the best measured: no discriminator, taught the part's shape by turned and stretched "
-        "normals), faithful (the paper as written), adversarial (the best with a discriminator), or a "
+        help="default (the best measured: no discriminator, taught the part's pose by turned normals), "
+        "faithful (the paper as written), adversarial (the best with a discriminator), or a "
         "baseline: autoencoder, skip-ganomaly (docs/RESULTS.md compares them)",
     )
     train.add_argument("--arch", choices=ARCHITECTURES, help="generator backbone (default: the variant's)")

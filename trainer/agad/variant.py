@@ -104,8 +104,9 @@ class Variant:
 
 FAITHFUL = Variant(name="faithful")
 # AGAD's generator and its supervised objective without the discriminator and the
-# contextual-adversarial pass, taught the part's shape by turned and stretched normals labelled
-# anomalous, its weights averaged.
+# contextual-adversarial pass, taught the part's pose by turned normals labelled anomalous, its
+# weights averaged. Stretched normals are off: with a few hundred good images they taught G to
+# fail on good parts of other proportions (docs/RESULTS.md, "A new line").
 DEFAULT = replace(
     FAITHFUL,
     name="default",
@@ -115,7 +116,6 @@ DEFAULT = replace(
     w_lat=0.0,
     score="auto",
     turned_anomalies=32,
-    stretched_anomalies=32,
     ema=0.98,
 )
 PRESETS: dict[str, Variant] = {
