@@ -81,6 +81,13 @@ def today(name: str) -> str:
     return configuration(PRESETS[name].to_dict())
 
 
+def former_default() -> tuple[str, str]:
+    """(label, configuration) of the default until 2026-12-06, which also stretched 32 normals of
+    each batch of 256: the main tables show its runs until today's default has run everywhere."""
+    stretched = {**PRESETS["default"].to_dict(), "stretched_anomalies": 32}
+    return "AGAD default until 2026-12-06 (stretched anomalies)", configuration(stretched)
+
+
 def headline(run: Run) -> tuple[float | None, float | None]:
     """(dev, test) AUROC of the score the run's model ships."""
     score = run["score"]
@@ -116,6 +123,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def named_rows(gamma: float) -> list[tuple[str, str]]:
     """(label, method) of the rows of the main tables, today's presets first."""
     rows = [(label, today(name)) for name, label in ROWS.items()]
+    rows.insert(1, former_default())
     unsupervised = ("autoencoder", "skip-ganomaly", "knn", "pca")
     for key, label in BASELINES.items():
         if (gamma == 0) == (key in unsupervised):
@@ -156,18 +164,20 @@ def elpv_table(runs: dict[Any, Run]) -> str:
 
 
 def seeds_table(runs: dict[Any, Run]) -> str:
-    """Today's default over every seed run, per setting: test AUROC per seed and their mean."""
-    key = today("default")
-    by_setting: dict[tuple[str, float, int], dict[int, float]] = defaultdict(dict)
+    """Today's default (and the former one) over every seed run, per setting: test AUROC per seed
+    and their mean."""
+    labels = {today("default"): ROWS["default"], former_default()[1]: former_default()[0]}
+    by_setting: dict[tuple[str, tuple[str, float, int]], dict[int, float]] = defaultdict(dict)
     for (name, where, seed), run in runs.items():
-        if name == key and (value := headline(run)[1]) is not None:
-            by_setting[where][seed] = value
+        if name in labels and (value := headline(run)[1]) is not None:
+            by_setting[(name, where)][seed] = value
     rows = []
-    for (data, gamma, size), seeds in sorted(by_setting.items()):
-        if len(seeds) > 1:
-            shown = ", ".join(f"{s}: {v:.3f}" for s, v in sorted(seeds.items()))
-            rows.append([data, str(gamma), str(size), shown, cell(mean(seeds.values()), 4)])
-    return table(["data", "γ", "px", "test AUROC by seed", "mean"], rows)
+    for key in labels:
+        for (name, (data, gamma, size)), seeds in sorted(by_setting.items()):
+            if name == key and len(seeds) > 1:
+                shown = ", ".join(f"{s}: {v:.3f}" for s, v in sorted(seeds.items()))
+                rows.append([labels[key], data, str(gamma), str(size), shown, cell(mean(seeds.values()), 4)])
+    return table(["method", "data", "γ", "px", "test AUROC by seed", "mean"], rows)
 
 
 def throughput_table(all_runs: list[Run]) -> str:
