@@ -166,7 +166,8 @@ def elpv_table(runs: dict[Any, Run]) -> str:
 def seeds_table(runs: dict[Any, Run]) -> str:
     """Today's default (and the former one) over every seed run, per setting: test AUROC per seed
     and their mean."""
-    labels = {today("default"): ROWS["default"], former_default()[1]: former_default()[0]}
+    former_label, former = former_default()
+    labels = {today("default"): ROWS["default"], former: former_label}
     by_setting: dict[tuple[str, tuple[str, float, int]], dict[int, float]] = defaultdict(dict)
     for (name, where, seed), run in runs.items():
         if name in labels and (value := headline(run)[1]) is not None:
@@ -365,7 +366,7 @@ def small_dev_table(every: list[Run]) -> str:
     chosen: dict[tuple[str, int, int], dict[str, dict[str, Run]]] = defaultdict(lambda: defaultdict(dict))
     for run in sorted((r for r in every if r["table"] == "small-dev"), key=lambda r: r["finished_at"]):
         label = SMALL_METHODS[run["method"]]
-        if run["method"] in ("default", "autoencoder"):  # a preset as it was at the run's commit
+        if run["method"] in PRESETS:  # a trained preset, as it was at the run's commit
             label += f" at {run['commit']}" + "".join(f", {k}={v}" for k, v in run.get("set", {}).items())
         chosen[(run["data"].partition(":")[0], run["image_size"], run["normals"])][run["data"]][label] = run
     every_label = {label for sets in chosen.values() for runs in sets.values() for label in runs}
