@@ -23,18 +23,27 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEV_GAMMA = 0.05
 
 
+VECTOR_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU flags that decide how fast ONNX Runtime's kernels run, INT8 above all: without a VNNI flag,
+8-bit products are summed in 16 bits (slower, and they can saturate)."""
+
+
 def machine() -> dict[str, Any]:
-    """CPU model, core count, torch threads and versions: enough to compare runs across days."""
-    model = "unknown"
+    """CPU model and vector features, core count, torch threads and versions: enough to compare
+    runs across days (one model name can stand for CPUs of several generations)."""
+    model, flags = "unknown", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and model == "unknown":
                 model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
     return {
         "cpu": model,
+        "cpu_features": [f for f in VECTOR_FEATURES if f in flags],
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -6,6 +6,13 @@ convolution over the input padded by one pixel, with four times the output chann
 per phase), each group cropped by its phase's offset and the four interleaved by a pixel shuffle.
 Same multiply-adds, same result to float rounding, but in ops that ONNX Runtime runs in INT8
 (QLinearConv); its transposed convolution stays in float32 even in a quantised graph.
+
+What follows the transposed convolution in a Sequential moves in front of the interleaving, so
+that in an INT8 graph everything from the convolution to the next one stays in 8 bits: a BatchNorm
+is folded into the phase convolution's weights and bias (ONNX Runtime would fold it into a
+ConvTranspose, but not across the interleaving, where it would run in float32 between a dequantise
+and a quantise), and a ReLU or LeakyReLU after it is applied before the interleaving, which only
+moves pixels (ONNX Runtime then fuses it into the 8-bit convolution).
 """
 
 from __future__ import annotations
@@ -14,30 +21,45 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
+"""Element-wise activations that may be applied before the interleaving instead of after it."""
+
 
 class PhaseConvTranspose(nn.Module):
-    """Drop-in equivalent of ``ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)``."""
+    """Drop-in equivalent of ``ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)``, followed by
+    ``batchnorm`` (in eval mode) and then ``activation`` when they are given."""
 
-    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+    def __init__(
+        self,
+        deconv: nn.ConvTranspose2d,
+        batchnorm: nn.BatchNorm2d | None = None,
+        activation: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         if not is_phase_convertible(deconv):
             raise ValueError(f"{deconv} is not a 4/2/1 transposed convolution without groups or dilation")
         weight = deconv.weight.detach()  # (c_in, c_out, 4, 4)
         self.out_channels = weight.shape[1]
+        bias = deconv.bias.detach() if deconv.bias is not None else None
+        if batchnorm is not None:
+            scale, shift = batchnorm_affine(batchnorm)
+            weight = weight * scale[None, :, None, None]
+            bias = shift if bias is None else bias * scale + shift
         # Phase (a, b) uses kernel taps 3 - a - 2r (rows) and 3 - b - 2c (columns), r, c in {0, 1}.
         phases = [
             weight[:, :, [3 - a, 1 - a]][:, :, :, [3 - b, 1 - b]].transpose(0, 1)
             for a in (0, 1)
             for b in (0, 1)
         ]
-        self.conv = nn.Conv2d(weight.shape[0], 4 * self.out_channels, 2, bias=deconv.bias is not None)
+        self.activation = activation if activation is not None else nn.Identity()
+        self.conv = nn.Conv2d(weight.shape[0], 4 * self.out_channels, 2, bias=bias is not None)
         self.conv.weight = nn.Parameter(torch.cat(phases))
-        if deconv.bias is not None:
-            self.conv.bias = nn.Parameter(deconv.bias.detach().repeat(4))
+        if bias is not None:
+            self.conv.bias = nn.Parameter(bias.repeat(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        z = self.conv(F.pad(x, (1, 1, 1, 1)))  # (B, 4 * c_out, H + 1, W + 1), phase-major
+        z = self.activation(self.conv(F.pad(x, (1, 1, 1, 1))))  # (B, 4 * c_out, H + 1, W + 1), phase-major
         c = self.out_channels
         crops = [
             z[:, (2 * a + b) * c : (2 * a + b + 1) * c, a : a + height, b : b + width]
@@ -46,6 +68,19 @@ class PhaseConvTranspose(nn.Module):
         ]
         # (B, c_out, 4, H, W) -> channel c * 4 + 2a + b, which pixel_shuffle puts at (2i + a, 2j + b).
         return F.pixel_shuffle(torch.stack(crops, dim=2).flatten(1, 2), 2)
+
+
+def batchnorm_affine(batchnorm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel with which ``batchnorm`` in eval mode maps x to x * scale + shift."""
+    if batchnorm.training or batchnorm.running_mean is None or batchnorm.running_var is None:
+        raise ValueError(f"{batchnorm} must be in eval mode with running statistics to be folded")
+    scale = torch.rsqrt(batchnorm.running_var.detach() + batchnorm.eps)
+    if batchnorm.weight is not None:
+        scale = scale * batchnorm.weight.detach()
+    shift = -batchnorm.running_mean.detach() * scale
+    if batchnorm.bias is not None:
+        shift = shift + batchnorm.bias.detach()
+    return scale, shift
 
 
 def is_phase_convertible(module: nn.Module) -> bool:
@@ -62,12 +97,25 @@ def is_phase_convertible(module: nn.Module) -> bool:
 
 
 def rewrite_transposed_convolutions(model: nn.Module) -> int:
-    """Replace every convertible transposed convolution inside ``model`` in place; returns how many."""
+    """Replace every convertible transposed convolution inside ``model`` in place, taking in the
+    BatchNorm and then the activation that follow it in a Sequential (they become Identity;
+    ``model`` must be in eval mode); returns how many were replaced."""
     replaced = 0
-    for name, child in list(model.named_children()):
+    children = list(model.named_children())
+    for index, (name, child) in enumerate(children):
         if is_phase_convertible(child):
             assert isinstance(child, nn.ConvTranspose2d)
-            setattr(model, name, PhaseConvTranspose(child))
+            following = iter(children[index + 1 :] if isinstance(model, nn.Sequential) else [])
+            batchnorm = activation = None
+            after = next(following, None)
+            if after is not None and isinstance(after[1], nn.BatchNorm2d):
+                batchnorm = after[1]
+                setattr(model, after[0], nn.Identity())
+                after = next(following, None)
+            if after is not None and isinstance(after[1], ACTIVATIONS):
+                activation = after[1]
+                setattr(model, after[0], nn.Identity())
+            setattr(model, name, PhaseConvTranspose(child, batchnorm, activation))
             replaced += 1
         else:
             replaced += rewrite_transposed_convolutions(child)

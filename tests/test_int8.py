@@ -45,9 +45,27 @@ def test_a_phase_convolution_equals_the_transposed_one(bias: bool) -> None:
     np.testing.assert_allclose(PhaseConvTranspose(deconv)(x).detach(), deconv(x).detach(), atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", [None, nn.ReLU(), nn.LeakyReLU(0.2)])
+def test_the_batchnorm_and_activation_after_it_are_taken_in(activation: nn.Module | None) -> None:
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(5, 7, 4, stride=2, padding=1, bias=True)
+    batchnorm = _trained_looking(nn.BatchNorm2d(7)).eval()
+    after = activation if activation is not None else nn.Identity()
+    x = torch.randn(3, 5, 6, 9)
+    with torch.no_grad():
+        expected = after(batchnorm(deconv(x)))
+        np.testing.assert_allclose(PhaseConvTranspose(deconv, batchnorm, activation)(x), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="eval mode"):
+        PhaseConvTranspose(deconv, batchnorm.train())
+
+
 def test_the_rewritten_decoder_reconstructs_as_before() -> None:
     torch.manual_seed(0)
-    generator = NaiveGenerator(64, 3).eval()
+    generator = NaiveGenerator(64, 3)
+    for module in generator.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            _trained_looking(module)
+    generator.eval()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         before = generator(x)
@@ -55,7 +73,21 @@ def test_the_rewritten_decoder_reconstructs_as_before() -> None:
         assert rewrite_transposed_convolutions(generator) == 4
         after = generator(x)
     assert sum(isinstance(m, nn.ConvTranspose2d) for m in generator.modules()) == 1
-    np.testing.assert_allclose(after, before, atol=1e-5)
+    # The BatchNorms and ReLUs of the three stages are taken in; the first layer's stay.
+    decoder = generator.decoder
+    assert [type(m) for m in decoder if isinstance(m, (nn.BatchNorm2d, nn.ReLU))] == [nn.BatchNorm2d, nn.ReLU]
+    np.testing.assert_allclose(after, before, atol=1e-4)
+
+
+def _trained_looking(batchnorm: nn.BatchNorm2d) -> nn.BatchNorm2d:
+    """Running statistics and affine weights far from their initial 0, 1, 1, 0."""
+    with torch.no_grad():
+        channels = batchnorm.num_features
+        batchnorm.running_mean.copy_(torch.randn(channels))  # type: ignore[union-attr]
+        batchnorm.running_var.copy_(torch.rand(channels) * 3 + 0.1)  # type: ignore[union-attr]
+        batchnorm.weight.copy_(torch.randn(channels))
+        batchnorm.bias.copy_(torch.randn(channels))
+    return batchnorm
     with pytest.raises(ValueError, match="not a 4/2/1"):
         PhaseConvTranspose(nn.ConvTranspose2d(4, 4, 2, stride=2))
 
@@ -95,8 +127,10 @@ def test_the_generator_is_quantised_the_code_and_score_are_not(
     (code,) = [node for node in convs if node.input[1] == CODE_WEIGHT]  # float32 weights
     quantising = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
     assert code.output[0] not in quantising, "the code must not be rounded to 8 bits"
-    # No 4/2/1 transposed convolution is left (only the code's 1x1 -> 4x4 one, in float32).
-    assert [n.op_type for n in graph.node].count("ConvTranspose") == 1
+    # No 4/2/1 transposed convolution is left (only the code's 1x1 -> 4x4 one, in float32), and no
+    # BatchNorm after one: it is folded into the phase convolution (the first layer's may stay).
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("ConvTranspose") == 1 and ops.count("BatchNormalization") <= 1
     # The score head reads the reconstruction and the input in float32.
     head = {"TopK", "MatMul", "Sqrt", "Abs", "ReduceMean"}
     for node in graph.node:
