@@ -1,6 +1,7 @@
 """INT8 against float32 in ONNX Runtime on this CPU: speed at 256 px colour, AUROC of trained models.
 
     python benchmarks/int8.py speed --runs 5
+    python benchmarks/int8.py profile
     python benchmarks/int8.py parity --model models/fmnist0 --model models/fmnist1 --model models/elpv
 
 ``speed``: a randomly initialised naive generator at 256 px colour (its cost does not depend on its
@@ -9,6 +10,13 @@ rounds at batch ``--batch`` with ``--threads`` threads, three graphs: float32 as
 writes it, float32 with the decoder rewritten as plain convolutions (:mod:`deploy.phase_conv`, to
 tell what the rewrite alone gives) and INT8. Ratios are taken within a run; the summary is their
 median over runs. Result: benchmarks/results/int8/speed-<size>px-b<batch>.json.
+
+``profile``: the same two graphs (float32 and INT8) run with ONNX Runtime's profiler, and the time
+of every kernel added up by what it does: 8-bit convolutions, 8-bit data movement (the decoder's
+crops and pixel shuffles, layout transposes), conversions between float32 and 8 bits, and
+float32 work by operator; ms per batch, the mean of ``--calls`` calls. It shows what is left in
+float32 and what the 8-bit graph spends besides its convolutions. Result:
+benchmarks/results/int8/profile-<size>px-b<batch>.json.
 
 ``parity``: each model directory (written by ``agad train``) is exported at both precisions, INT8
 calibrated on the model's own training normals as ``agad export --precision int8`` does, and its
@@ -21,22 +29,25 @@ benchmarks/results/int8/parity-<model version>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agad_stream.datasets import dataset_images
 from agad_stream.inference import load_backend
-from agad_stream.inference.base import Backend
+from agad_stream.inference.base import INPUT_NAME, INT8_ONNX_FILE, ONNX_FILE, Backend
 from agad_stream.inference.bench import synthetic_frame
 from agad_stream.model.artifact import save_model
 from agad_stream.model.card import InputSpec, ModelCard, Threshold, load_card
@@ -138,6 +149,64 @@ def speed(args: argparse.Namespace) -> None:
     )
 
 
+EIGHT_BIT = ("uint8", "int8")
+CONVERSIONS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def kernel_group(op: str, input_type: str) -> str:
+    """What a kernel of the INT8 or float32 graph does, for the profile's table."""
+    if op.startswith("QLinear"):
+        return "8-bit " + ("convolution" if op == "QLinearConv" else "other")
+    if op in CONVERSIONS:
+        return "conversion float32 <-> 8 bits"
+    if input_type in EIGHT_BIT:
+        return "8-bit data movement"
+    return f"float32 {op}"
+
+
+def kernel_ms(model: Path, batch: np.ndarray, threads: int, calls: int, prefix: Path) -> dict[str, float]:
+    """ms per call of each kernel group of ``model``, from ONNX Runtime's profiler. The session is
+    made as the onnxruntime backend makes it (all graph optimisations, no spinning threads)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session.run(None, {INPUT_NAME: batch})  # warm-up, not profiled
+    options.enable_profiling, options.profile_file_prefix = True, str(prefix)
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    for _ in range(calls):
+        session.run(None, {INPUT_NAME: batch})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            inputs = event["args"].get("input_type_shape") or [{}]
+            input_type = next(iter(inputs[0]), "")
+            totals[kernel_group(event["args"]["op_name"], input_type)] += event["dur"] / 1000 / calls
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def profile(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="agad-int8-") as tmp:
+        dirs = speed_models(Path(tmp), args.size, args.channels)
+        batch = to_model_input(synthetic_images(args.batch, args.size, args.channels))
+        graphs = {"fp32": dirs["fp32"] / ONNX_FILE, "int8": dirs["int8"] / INT8_ONNX_FILE}
+        kernels = {
+            name: kernel_ms(path, batch, args.threads, args.calls, Path(tmp) / name)
+            for name, path in graphs.items()
+        }
+    settings = {k: getattr(args, k) for k in ("size", "channels", "batch", "threads", "calls")}
+    path = write_result(
+        "int8", f"profile-{args.size}px-b{args.batch}", {"settings": settings, "kernel_ms": kernels}
+    )
+    for name, groups in kernels.items():
+        print(f"{name}: {sum(groups.values()):.1f} ms per batch of kernels")
+        for group, ms in groups.items():
+            print(f"  {group:40s} {ms:8.1f}")
+    print(f"wrote {path}")
+
+
 def test_scores(backend: Backend, images: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(
         [
@@ -206,6 +275,13 @@ def main() -> None:
     fast.add_argument("--rounds", type=int, default=3, help="interleaved rounds per run")
     fast.add_argument("--calls", type=int, default=5, help="timed calls per graph and round")
     fast.set_defaults(func=speed)
+    where = commands.add_parser("profile", help="where the INT8 and float32 graphs spend their time")
+    where.add_argument("--size", type=int, default=256)
+    where.add_argument("--channels", type=int, choices=[1, 3], default=3)
+    where.add_argument("--batch", type=int, default=8)
+    where.add_argument("--threads", type=int, default=2)
+    where.add_argument("--calls", type=int, default=10, help="profiled calls per graph")
+    where.set_defaults(func=profile)
     same = commands.add_parser("parity", help="test AUROC of trained models at float32 and INT8")
     same.add_argument(
         "--model", type=Path, action="append", required=True, help="model directory (repeatable)"

@@ -553,6 +553,35 @@ def int8_speed_table(every: list[Run]) -> str:
     return table(header, rows)
 
 
+def int8_profile_table(every: list[Run]) -> str:
+    """benchmarks/int8.py profile: ms per batch of each kernel group in the float32 and INT8 graphs;
+    groups under half a millisecond in both are added up in the last row."""
+    rows = []
+    for run in sorted(
+        (r for r in every if r["table"] == "int8" and "kernel_ms" in r), key=lambda r: r["name"]
+    ):
+        fp32, int8 = run["kernel_ms"]["fp32"], run["kernel_ms"]["int8"]
+        groups = sorted(set(fp32) | set(int8), key=lambda g: -(fp32.get(g, 0.0) + int8.get(g, 0.0)))
+        shown = [g for g in groups if max(fp32.get(g, 0.0), int8.get(g, 0.0)) >= 0.5]
+        rest = [g for g in groups if g not in shown]
+        s = run["settings"]
+        model = f"naive, {s['channels']}×{s['size']}×{s['size']}, batch {s['batch']}, {s['threads']} threads"
+        for group in shown:
+            rows.append([model, group, cell(fp32.get(group), 1), cell(int8.get(group), 1)])
+        if rest:
+            rows.append(
+                [
+                    model,
+                    f"the rest ({len(rest)} kinds)",
+                    *(f"{sum(g.get(k, 0.0) for k in rest):.1f}" for g in (fp32, int8)),
+                ]
+            )
+        rows.append(
+            [model, "**all kernels**", f"**{sum(fp32.values()):.1f}**", f"**{sum(int8.values()):.1f}**"]
+        )
+    return table(["model", "kernels", "float32 graph, ms per batch", "INT8 graph, ms per batch"], rows)
+
+
 def int8_parity_table(every: list[Run]) -> str:
     """benchmarks/int8.py parity: test AUROC of trained models at float32 and INT8."""
     rows = []
@@ -598,6 +627,7 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
             "profile": lambda: profile_table(every),
             "cpu": lambda: cpu_table(every),
             "int8-speed": lambda: int8_speed_table(every),
+            "int8-profile": lambda: int8_profile_table(every),
             "int8-parity": lambda: int8_parity_table(every),
         },
     }
