@@ -66,6 +66,9 @@ from deploy.onnx_export import export_onnx
 
 PARTITIONS = 4
 DISTINCT = 50
+STALL_S = 120.0
+"""A runner that scores nothing, or does not stop, for this long has hung: the benchmark fails
+instead of waiting forever."""
 
 
 def make_model(directory: Path, size: int) -> Path:
@@ -173,12 +176,20 @@ def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: f
     return sum(calls) * batch / (time.perf_counter() - start)
 
 
+def joined(thread: threading.Thread) -> None:
+    """Wait for a runner's thread to stop, at most STALL_S: a hung runner fails the benchmark (its
+    thread is a daemon, so it does not keep the process either)."""
+    thread.join(timeout=STALL_S)
+    if thread.is_alive():
+        raise RuntimeError(f"the {thread.name} thread did not stop in {STALL_S:.0f} s")
+
+
 class Pipeline:
     """The real worker, in a thread."""
 
     def __init__(self, settings: Settings, model: Path, backend: Backend) -> None:
         self.worker = Worker(settings, model, backend, lambda d: backend, connect(settings))
-        self.thread = threading.Thread(target=self.worker.run, name="worker loop")
+        self.thread = threading.Thread(target=self.worker.run, name="worker loop", daemon=True)
 
     def scored(self) -> int:
         return self.worker.totals["scored"]
@@ -203,7 +214,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self.worker.stopping.set()
-        self.thread.join()
+        joined(self.thread)
 
 
 class NaiveLoop:
@@ -224,7 +235,7 @@ class NaiveLoop:
         self.review = ReviewQueue(redis.Redis.from_url(settings.redis.url), settings.redis.key_prefix)
         self.count = 0
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="naive loop")
+        self.thread = threading.Thread(target=self.run, name="naive loop", daemon=True)
 
     def scored(self) -> int:
         return self.count
@@ -234,7 +245,7 @@ class NaiveLoop:
 
     def stop(self) -> None:
         self.stopping.set()
-        self.thread.join()
+        joined(self.thread)
 
     def run(self) -> None:
         card = self.backend.card
@@ -285,18 +296,29 @@ class NaiveLoop:
 
 
 def capacity(runner: Pipeline | NaiveLoop, total: int) -> float:
-    """Frames/s over the last 90 % of ``total`` pre-produced frames."""
+    """Frames/s over the last 90 % of ``total`` pre-produced frames. Raises when the runner's thread
+    dies or it scores nothing for STALL_S."""
     runner.start()
     try:
-        mark = total // 10
-        while runner.scored() < mark:
-            time.sleep(0.005)
+        wait_until_scored(runner, total // 10, total)
         t0, n0 = time.perf_counter(), runner.scored()
-        while runner.scored() < total:
-            time.sleep(0.005)
+        wait_until_scored(runner, total, total)
         return (runner.scored() - n0) / (time.perf_counter() - t0)
     finally:
         runner.stop()
+
+
+def wait_until_scored(runner: Pipeline | NaiveLoop, count: int, total: int) -> None:
+    last, since = runner.scored(), time.monotonic()
+    while (scored := runner.scored()) < count:
+        if not runner.thread.is_alive():
+            raise RuntimeError(f"the {runner.thread.name} thread died after {scored} of {total} frames")
+        if scored != last:
+            last, since = scored, time.monotonic()
+        elif time.monotonic() - since > STALL_S:
+            name = runner.thread.name
+            raise RuntimeError(f"the {name} thread scored nothing for {STALL_S:.0f} s ({scored} of {total})")
+        time.sleep(0.005)
 
 
 def latencies(
