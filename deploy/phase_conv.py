@@ -2,10 +2,13 @@
 
 A ``ConvTranspose2d`` with kernel 4, stride 2 and padding 1 computes each of the four output
 phases (even/odd row × even/odd column) from a 2x2 window of its input. So it equals one 2x2
-convolution over the input padded by one pixel, with four times the output channels (one group
-per phase), each group cropped by its phase's offset and the four interleaved by a pixel shuffle.
-Same multiply-adds, same result to float rounding, but in ops that ONNX Runtime runs in INT8
-(QLinearConv); its transposed convolution stays in float32 even in a quantised graph.
+convolution with padding 1 and four times the output channels (one group per phase), whose
+(H + 1) x (W + 1) output each phase reads at its own offset. With the phases' groups laid out in
+swapped order (odd phases first), one pixel shuffle of the whole output puts every phase at its
+place shifted by one pixel, and a single crop of that border finishes it. Same multiply-adds,
+same result to float rounding, but in ops that ONNX Runtime runs in INT8 (QLinearConv, then
+DepthToSpace and one Slice on uint8); its transposed convolution stays in float32 even in a
+quantised graph.
 
 What follows the transposed convolution in a Sequential moves in front of the interleaving, so
 that in an INT8 graph everything from the convolution to the next one stays in 8 bits: a BatchNorm
@@ -45,29 +48,26 @@ class PhaseConvTranspose(nn.Module):
             scale, shift = batchnorm_affine(batchnorm)
             weight = weight * scale[None, :, None, None]
             bias = shift if bias is None else bias * scale + shift
-        # Phase (a, b) uses kernel taps 3 - a - 2r (rows) and 3 - b - 2c (columns), r, c in {0, 1}.
-        phases = [
-            weight[:, :, [3 - a, 1 - a]][:, :, :, [3 - b, 1 - b]].transpose(0, 1)
+        # Phase (a, b) uses kernel taps 3 - a - 2r (rows) and 3 - b - 2c (columns), r, c in {0, 1},
+        # and reads the padded convolution's output at row i + a, column j + b for output (2i + a, 2j + b).
+        # pixel_shuffle puts channel 4k + 2a' + b' at (2i + a', 2j + b'); giving phase (a, b) the slot
+        # (1 - a, 1 - b) puts row i + a of phase a at 2(i + a) + 1 - a = (2i + a) + 1: one pixel off.
+        phases = {
+            (a, b): weight[:, :, [3 - a, 1 - a]][:, :, :, [3 - b, 1 - b]].transpose(0, 1)
             for a in (0, 1)
             for b in (0, 1)
-        ]
+        }
+        slots = torch.stack([phases[1 - a, 1 - b] for a in (0, 1) for b in (0, 1)], dim=1)
         self.activation = activation if activation is not None else nn.Identity()
-        self.conv = nn.Conv2d(weight.shape[0], 4 * self.out_channels, 2, bias=bias is not None)
-        self.conv.weight = nn.Parameter(torch.cat(phases))
+        self.conv = nn.Conv2d(weight.shape[0], 4 * self.out_channels, 2, padding=1, bias=bias is not None)
+        self.conv.weight = nn.Parameter(slots.flatten(0, 1))  # (c_out, 4 slots, c_in, 2, 2) -> 4k + slot
         if bias is not None:
-            self.conv.bias = nn.Parameter(bias.repeat(4))
+            self.conv.bias = nn.Parameter(bias.repeat_interleave(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        z = self.activation(self.conv(F.pad(x, (1, 1, 1, 1))))  # (B, 4 * c_out, H + 1, W + 1), phase-major
-        c = self.out_channels
-        crops = [
-            z[:, (2 * a + b) * c : (2 * a + b + 1) * c, a : a + height, b : b + width]
-            for a in (0, 1)
-            for b in (0, 1)
-        ]
-        # (B, c_out, 4, H, W) -> channel c * 4 + 2a + b, which pixel_shuffle puts at (2i + a, 2j + b).
-        return F.pixel_shuffle(torch.stack(crops, dim=2).flatten(1, 2), 2)
+        shuffled = F.pixel_shuffle(self.activation(self.conv(x)), 2)  # (B, c_out, 2H + 2, 2W + 2)
+        return shuffled[:, :, 1 : 2 * height + 1, 1 : 2 * width + 1]
 
 
 def batchnorm_affine(batchnorm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
