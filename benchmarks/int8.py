@@ -49,6 +49,7 @@ from agad_stream.datasets import dataset_images
 from agad_stream.inference import load_backend
 from agad_stream.inference.base import INPUT_NAME, INT8_ONNX_FILE, ONNX_FILE, Backend
 from agad_stream.inference.bench import synthetic_frame
+from agad_stream.inference.onnxruntime_backend import session_options
 from agad_stream.model.artifact import save_model
 from agad_stream.model.card import InputSpec, ModelCard, Threshold, load_card
 from agad_stream.model.generator import build_generator
@@ -166,12 +167,8 @@ def kernel_group(op: str, input_type: str) -> str:
 
 def kernel_ms(model: Path, batch: np.ndarray, threads: int, calls: int, prefix: Path) -> dict[str, float]:
     """ms per call of each kernel group of ``model``, from ONNX Runtime's profiler; the first call,
-    which also allocates, is left out. The session is made as the onnxruntime backend makes it (all
-    graph optimisations, no spinning threads)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    which also allocates, is left out. The session has the scorer's options, and a profiler."""
+    options = session_options(threads)
     options.enable_profiling, options.profile_file_prefix = True, str(prefix)
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     for _ in range(calls + 1):

@@ -47,6 +47,18 @@ def onnx_path(model_dir: Path, precision: str = "fp32") -> Path:
     return model_dir / name
 
 
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """The session options the scorer runs with: every graph optimisation, ``threads`` intra-op
+    threads (None: ONNX Runtime's default), and idle threads that sleep instead of spinning, since
+    the scorer's decode, Kafka and Redis threads need those cores between batches."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntimeBackend:
     """``device`` "cpu" (default) or "cuda" (the CUDA execution provider, device ``device_id``).
 
@@ -90,13 +102,7 @@ class OnnxRuntimeBackend:
         if lanes > 1 and threads is None:
             threads = max(1, (os.cpu_count() or 1) // lanes)
         self.lanes = lanes
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        # Idle intra-op threads sleep instead of spinning: the scorer's decode, Kafka and Redis
-        # threads need those cores between batches.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads)
         options.log_severity_level = 3  # errors only: the CPU fallback notes of the CUDA provider are noise
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
