@@ -42,7 +42,7 @@ class PhaseConvTranspose(nn.Module):
         if not is_phase_convertible(deconv):
             raise ValueError(f"{deconv} is not a 4/2/1 transposed convolution without groups or dilation")
         weight = deconv.weight.detach()  # (c_in, c_out, 4, 4)
-        self.out_channels = weight.shape[1]
+        out_channels = weight.shape[1]
         bias = deconv.bias.detach() if deconv.bias is not None else None
         if batchnorm is not None:
             scale, shift = batchnorm_affine(batchnorm)
@@ -59,7 +59,7 @@ class PhaseConvTranspose(nn.Module):
         }
         slots = torch.stack([phases[1 - a, 1 - b] for a in (0, 1) for b in (0, 1)], dim=1)
         self.activation = activation if activation is not None else nn.Identity()
-        self.conv = nn.Conv2d(weight.shape[0], 4 * self.out_channels, 2, padding=1, bias=bias is not None)
+        self.conv = nn.Conv2d(weight.shape[0], 4 * out_channels, 2, padding=1, bias=bias is not None)
         self.conv.weight = nn.Parameter(slots.flatten(0, 1))  # (c_out, 4 slots, c_in, 2, 2) -> 4k + slot
         if bias is not None:
             self.conv.bias = nn.Parameter(bias.repeat_interleave(4))
