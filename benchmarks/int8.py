@@ -13,7 +13,7 @@ median over runs. Result: benchmarks/results/int8/speed-<size>px-b<batch>.json.
 
 ``profile``: the same two graphs (float32 and INT8) run with ONNX Runtime's profiler, and the time
 of every kernel added up by what it does: 8-bit convolutions, 8-bit data movement (the decoder's
-crops and pixel shuffles, layout transposes), conversions between float32 and 8 bits, and
+interleavings and crops, layout transposes), conversions between float32 and 8 bits, and
 float32 work by operator; ms per batch, the mean of ``--calls`` calls. It shows what is left in
 float32 and what the 8-bit graph spends besides its convolutions. Result:
 benchmarks/results/int8/profile-<size>px-b<batch>.json.

@@ -50,7 +50,6 @@ QUANTISED_OPS = (
     "Concat",
     "Reshape",
     "Transpose",
-    "DepthToSpace",
 )
 CALIBRATION_BATCH = 16
 

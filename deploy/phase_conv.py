@@ -4,11 +4,16 @@ A ``ConvTranspose2d`` with kernel 4, stride 2 and padding 1 computes each of the
 phases (even/odd row × even/odd column) from a 2x2 window of its input. So it equals one 2x2
 convolution with padding 1 and four times the output channels (one group per phase), whose
 (H + 1) x (W + 1) output each phase reads at its own offset. With the phases' groups laid out in
-swapped order (odd phases first), one pixel shuffle of the whole output puts every phase at its
-place shifted by one pixel, and a single crop of that border finishes it. Same multiply-adds,
-same result to float rounding, but in ops that ONNX Runtime runs in INT8 (QLinearConv, then
-DepthToSpace and one Slice on uint8); its transposed convolution stays in float32 even in a
+swapped order (odd phases first), interleaving the four groups puts every phase at its place
+shifted by one pixel, and a single crop of that border finishes it. Same multiply-adds, same
+result to float rounding, but in ops that ONNX Runtime runs in INT8 (QLinearConv, then a
+Transpose and one Slice on uint8); its transposed convolution stays in float32 even in a
 quantised graph.
+
+The interleaving is written channels-last: ONNX Runtime runs its 8-bit convolutions on NHWC
+data and cancels the layout transposes it would put around them against the ones written here,
+so each pixel moves once, as a block of all its channels (a DepthToSpace on NCHW data, and the
+two layout transposes around it, move one byte at a time).
 
 What follows the transposed convolution in a Sequential moves in front of the interleaving, so
 that in an INT8 graph everything from the convolution to the next one stays in 8 bits: a BatchNorm
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 """Element-wise activations that may be applied before the interleaving instead of after it."""
@@ -50,7 +54,7 @@ class PhaseConvTranspose(nn.Module):
             bias = shift if bias is None else bias * scale + shift
         # Phase (a, b) uses kernel taps 3 - a - 2r (rows) and 3 - b - 2c (columns), r, c in {0, 1},
         # and reads the padded convolution's output at row i + a, column j + b for output (2i + a, 2j + b).
-        # pixel_shuffle puts channel 4k + 2a' + b' at (2i + a', 2j + b'); giving phase (a, b) the slot
+        # Interleaving puts slot (a', b') at (2i + a', 2j + b'); giving phase (a, b) the slot
         # (1 - a, 1 - b) puts row i + a of phase a at 2(i + a) + 1 - a = (2i + a) + 1: one pixel off.
         phases = {
             (a, b): weight[:, :, [3 - a, 1 - a]][:, :, :, [3 - b, 1 - b]].transpose(0, 1)
@@ -60,14 +64,18 @@ class PhaseConvTranspose(nn.Module):
         slots = torch.stack([phases[1 - a, 1 - b] for a in (0, 1) for b in (0, 1)], dim=1)
         self.activation = activation if activation is not None else nn.Identity()
         self.conv = nn.Conv2d(weight.shape[0], 4 * out_channels, 2, padding=1, bias=bias is not None)
-        self.conv.weight = nn.Parameter(slots.flatten(0, 1))  # (c_out, 4 slots, c_in, 2, 2) -> 4k + slot
+        self.conv.weight = nn.Parameter(slots.transpose(0, 1).flatten(0, 1))  # slot * c_out + k
         if bias is not None:
-            self.conv.bias = nn.Parameter(bias.repeat_interleave(4))
+            self.conv.bias = nn.Parameter(bias.repeat(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        shuffled = F.pixel_shuffle(self.activation(self.conv(x)), 2)  # (B, c_out, 2H + 2, 2W + 2)
-        return shuffled[:, :, 1 : 2 * height + 1, 1 : 2 * width + 1]
+        slots = self.activation(self.conv(x)).permute(0, 2, 3, 1)  # (B, H + 1, W + 1, 4 c_out), channels last
+        rows, columns, channels = slots.shape[1], slots.shape[2], slots.shape[3] // 4
+        # (B, row, column, a', b', k) -> (B, row, a', column, b', k): row 2 row + a', column 2 column + b'
+        blocks = slots.reshape(-1, rows, columns, 2, 2, channels).permute(0, 1, 3, 2, 4, 5)
+        interleaved = blocks.reshape(-1, 2 * rows, 2 * columns, channels)
+        return interleaved[:, 1 : 2 * height + 1, 1 : 2 * width + 1].permute(0, 3, 1, 2)
 
 
 def batchnorm_affine(batchnorm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
