@@ -45,6 +45,11 @@ def test_a_phase_convolution_equals_the_transposed_one(bias: bool) -> None:
     np.testing.assert_allclose(PhaseConvTranspose(deconv)(x).detach(), deconv(x).detach(), atol=1e-5)
 
 
+def test_other_transposed_convolutions_are_refused() -> None:
+    with pytest.raises(ValueError, match="not a 4/2/1"):
+        PhaseConvTranspose(nn.ConvTranspose2d(4, 4, 2, stride=2))
+
+
 @pytest.mark.parametrize("activation", [None, nn.ReLU(), nn.LeakyReLU(0.2)])
 def test_the_batchnorm_and_activation_after_it_are_taken_in(activation: nn.Module | None) -> None:
     torch.manual_seed(0)
@@ -88,8 +93,6 @@ def _trained_looking(batchnorm: nn.BatchNorm2d) -> nn.BatchNorm2d:
         batchnorm.weight.copy_(torch.randn(channels))
         batchnorm.bias.copy_(torch.randn(channels))
     return batchnorm
-    with pytest.raises(ValueError, match="not a 4/2/1"):
-        PhaseConvTranspose(nn.ConvTranspose2d(4, 4, 2, stride=2))
 
 
 @pytest.fixture(scope="module")
