@@ -118,32 +118,33 @@ def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
     assert times == Counter(f.frame_id for f in placed), "a frame was scored twice or not at all"
 
 
-def test_two_lanes_score_a_second_batch_meanwhile_and_deliver_in_order(
+def test_two_lanes_score_other_batches_meanwhile_hold_no_more_and_deliver_in_order(
     settings: Settings, kafka_clients: KafkaClients, stream_models: dict[str, Path]
 ) -> None:
     model = stream_models["a"]
     backend = HeldFirstBatch(load_backend(model, "onnxruntime", lanes=2, threads=1))
     assert backend.lanes == 2
-    # Batches of 4 that close at once: the first is held, the second goes to the other lane.
+    # Batches of at most 4 that close at once, eight or more: the first is held; a lane holds a batch and
+    # the next, so the other lane scores the second, third and fourth, and the rest wait in Kafka.
     update = {"max_batch": 4, "max_wait_ms": 0.0, "metrics_port": 0}
     served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
     group, topics = settings.kafka.group_id, settings.kafka.topics
-    placed = produce(kafka_clients.producer(), topics.frames, make_frames(FRAMES))
+    placed = produce(kafka_clients.producer(), topics.frames, make_frames(2 * FRAMES))
     worker = Worker(served, model, backend, lambda _: backend, connect(served))
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
         deadline = time.monotonic() + WAIT_S
-        while backend.scored_while_held == 0 and time.monotonic() < deadline:
+        while backend.scored_while_held < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert backend.scored_while_held == 1, "the second lane scored nothing while the first was held"
-        time.sleep(1.0)  # time to publish and commit, were the worker to pass the held batch
+        time.sleep(1.0)  # time to score more, publish and commit, were the worker to pass the held batch
+        assert backend.scored_while_held == 3, "not two batches a lane while the first was held"
         assert read_all(settings, topics.scores) == [], (
             "a batch polled after the held one was delivered first"
         )
         assert committed(kafka_clients, group) == {}, "offsets passed the held batch"
         backend.release.set()
-        scores = read_topic(settings, topics.scores, lambda r: len(r) >= FRAMES, "every frame's score")
+        scores = read_topic(settings, topics.scores, lambda r: len(r) >= 2 * FRAMES, "every frame's score")
         ends = {
             p: max(f.offset for f in placed if f.partition == p) + 1 for p in {f.partition for f in placed}
         }

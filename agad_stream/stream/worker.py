@@ -11,7 +11,9 @@
   that breaks the backend becomes a Rejection. It runs on a model thread (ONNX Runtime, torch and
   TensorRT release the GIL), one per lane of the backend (``Backend.lanes``, usually one), a batch
   each: while they run, the loop delivers the batch before and polls the one after, so a batch's
-  Kafka and Redis round trips hide behind the next one's inference instead of adding to it.
+  Kafka and Redis round trips hide behind the next one's inference instead of adding to it. A lane
+  also holds the next batch as soon as it is ready, so that its thread goes from one batch straight
+  to the next instead of waiting for the loop to hand it over.
   Batches are delivered and committed in the order they were polled, whichever lane is done first;
 - **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
 - **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
@@ -24,7 +26,8 @@ frame_id, so only the scores topic can see a frame twice, and only frames after 
 
 Backpressure: when Kafka or Redis refuses an output, the worker pauses its partitions (it fetches
 nothing new), keeps polling so that it stays in the group, and retries only what failed, with
-exponential backoff. Nothing is buffered beyond the batch at hand, and nothing is committed past it.
+exponential backoff. Nothing is buffered beyond the batches at hand (two a lane at most), and
+nothing is committed past them.
 
 Rebalance: one happens only inside ``poll`` (:class:`~agad_stream.stream.rebalance.Rebalances`
 notes it). Records polled for a partition that moved away are dropped unscored and uncommitted,
@@ -287,10 +290,10 @@ class Worker:
 
     def _score(self, batch: list[Polled]) -> None:
         """Give ``batch`` (if any) to a model thread, waiting for the oldest batch when every lane
-        is busy; then deliver and commit, oldest first, the batches that are done."""
+        holds a batch and the next; then deliver and commit, oldest first, the batches that are done."""
         if batch and not self.abandoned:
-            if len(self.in_flight) >= self.lanes:
-                self.in_flight[0].inference.result()  # a lane is free again
+            if len(self.in_flight) >= 2 * self.lanes:
+                self.in_flight[0].inference.result()  # a lane has room again
             self.in_flight.append(self._start(batch))
         while self.in_flight and self.in_flight[0].inference.done() and not self.abandoned:
             self._finish(self.in_flight.popleft())
@@ -310,13 +313,15 @@ class Worker:
                 stage["fetch"].observe(max(polled.at_ms - frame.ts_ms, 0.0) / 1000.0)
             stage["batch_wait"].observe((closed_ms - polled.at_ms) / 1000.0)
         frames = [p for p in parsed if isinstance(p, Frame)]
+        # A batch queued behind another on its lane starts when that one is done.
+        ahead = self.in_flight[-self.lanes].done_by if len(self.in_flight) >= self.lanes else 0.0
         return Scoring(
             records=[p.record for p in batch],
             rejected=[p for p in parsed if isinstance(p, Rejection)],
             inference=self.model_threads.submit(self._infer, frames),
             model_version=self.backend.card.model_version,
             threshold=self.threshold,
-            done_by=time.monotonic() + self._inference_s,
+            done_by=max(time.monotonic(), ahead) + self._inference_s,
         )
 
     def _finish(self, scoring: Scoring) -> None:
