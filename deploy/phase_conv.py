@@ -70,10 +70,10 @@ class PhaseConvTranspose(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        slots = self.activation(self.conv(x)).permute(0, 2, 3, 1)  # (B, H + 1, W + 1, 4 c_out), channels last
-        rows, columns, channels = slots.shape[1], slots.shape[2], slots.shape[3] // 4
+        grouped = self.activation(self.conv(x)).permute(0, 2, 3, 1)  # (B, H + 1, W + 1, 4 c_out)
+        rows, columns, channels = grouped.shape[1], grouped.shape[2], grouped.shape[3] // 4
         # (B, row, column, a', b', k) -> (B, row, a', column, b', k): row 2 row + a', column 2 column + b'
-        blocks = slots.reshape(-1, rows, columns, 2, 2, channels).permute(0, 1, 3, 2, 4, 5)
+        blocks = grouped.reshape(-1, rows, columns, 2, 2, channels).permute(0, 1, 3, 2, 4, 5)
         interleaved = blocks.reshape(-1, 2 * rows, 2 * columns, channels)
         return interleaved[:, 1 : 2 * height + 1, 1 : 2 * width + 1].permute(0, 3, 1, 2)
 

@@ -92,6 +92,8 @@ STDERR_FD = 2
 """Where the stacks go: the process's stderr, whatever has replaced ``sys.stderr`` since."""
 DECODE_THREADS = 2
 """Threads decoding polled frames: two keep ahead of the model on this project's 2-core machines."""
+BATCHES_PER_LANE = 2
+"""Batches a lane holds at once: the one its model thread scores and the next, ready to start."""
 SHORTEST_POLL_MS = 1.0
 """While the model thread runs, a poll waits at most until its batch should be done, and this long
 at the least."""
@@ -292,7 +294,7 @@ class Worker:
         """Give ``batch`` (if any) to a model thread, waiting for the oldest batch when every lane
         holds a batch and the next; then deliver and commit, oldest first, the batches that are done."""
         if batch and not self.abandoned:
-            if len(self.in_flight) >= 2 * self.lanes:
+            if len(self.in_flight) >= BATCHES_PER_LANE * self.lanes:
                 self.in_flight[0].inference.result()  # a lane has room again
             self.in_flight.append(self._start(batch))
         while self.in_flight and self.in_flight[0].inference.done() and not self.abandoned:
