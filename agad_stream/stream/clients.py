@@ -14,6 +14,10 @@ from agad_stream.stream.delivery import SEND_WAIT_S
 HEARTBEAT_MS = 1000
 """Longest interval between heartbeats (a third of the session timeout when that is shorter)."""
 
+HOT_PATH_OPTIONS = {"metrics_enabled": False}
+"""kafka-python's own client metrics cost a few sensor updates per request and record, and nothing
+reads them: the worker exports its own (agad_stream.stream.metrics)."""
+
 
 @dataclass
 class Clients:
@@ -39,6 +43,7 @@ def connect(settings: Settings) -> Clients:
     options = kafka.client_options()
     consumer = KafkaConsumer(
         **options,
+        **HOT_PATH_OPTIONS,
         **kafka.consumer_size_options(),
         group_id=kafka.group_id,
         enable_auto_commit=False,
@@ -50,6 +55,7 @@ def connect(settings: Settings) -> Clients:
     )
     producer = KafkaProducer(
         **options,
+        **HOT_PATH_OPTIONS,
         **kafka.producer_size_options(),  # dead letters carry whole frames
         acks="all",
         linger_ms=2,
