@@ -80,6 +80,7 @@ def main() -> None:
 
     config = TrainConfig(variant, epochs=args.epochs, seed=train_seed)
     networks = fit_agad(dataset, config, progress=False, test=headline)
+    variant = networks.variant  # as trained on this data set
     result = networks.fit
     generator, discriminator = networks.generator, networks.discriminator
     val_normal = tensors(dataset.val.images[dataset.val.labels == 0])

@@ -65,27 +65,40 @@ def configuration(variant: dict[str, Any]) -> str:
         full[count] = round(full[count] / full["batch_size"], 4)
     if not full["turned_anomalies"]:
         full["turns"] = None  # no turned anomalies: which turns is moot
-    kept = {k: v for k, v in sorted(full.items()) if k not in ("name", "batch_size")}
+    # A run file stores the variant as it trained (Variant.for_training_set), so the rule for when to
+    # stretch is already spent in stretched_anomalies.
+    kept = {k: v for k, v in sorted(full.items()) if k not in ("name", "batch_size", "stretch_from_normals")}
     return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:6]
 
 
 def method(run: Run) -> str:
-    """The row a run belongs to: its configuration's digest (AGAD runs) or its baseline."""
-    if isinstance(run.get("variant"), dict):
-        return configuration(run["variant"])
-    return str(run["label"])
+    """The row a run belongs to: its configuration's digest (AGAD runs) or its baseline; a run of
+    today's default as it trains on that many good images is ``default``."""
+    if not isinstance(run.get("variant"), dict):
+        return str(run["label"])
+    digest = configuration(run["variant"])
+    normals = run.get("data_summary", {}).get("splits", {}).get("train", {}).get("normal")
+    if normals is not None and digest == configuration(
+        PRESETS["default"].for_training_set(normals)[0].to_dict()
+    ):
+        return "default"
+    return digest
 
 
 def today(name: str) -> str:
-    """The configuration a preset is now."""
-    return configuration(PRESETS[name].to_dict())
+    """The configuration a preset is now (the default's, as it trains on the data at hand)."""
+    return "default" if name == "default" else configuration(PRESETS[name].to_dict())
 
 
-def former_default() -> tuple[str, str]:
-    """(label, configuration) of the default until 2026-12-06, which also stretched 32 normals of
-    each batch of 256: the main tables show its runs until today's default has run everywhere."""
-    stretched = {**PRESETS["default"].to_dict(), "stretched_anomalies": 32}
-    return "AGAD default until 2026-12-06 (stretched anomalies)", configuration(stretched)
+def former_defaults() -> list[tuple[str, str]]:
+    """(label, configuration) of the defaults before stretching depended on the number of good
+    images: the tables show their runs beside today's where today's have not run."""
+    stretching = {**PRESETS["default"].to_dict(), "stretched_anomalies": 32}
+    never = {**PRESETS["default"].to_dict(), "stretched_anomalies": 0}
+    return [
+        ("AGAD default stretching at every size (until 2026-12-06)", configuration(stretching)),
+        ("AGAD default stretching at no size (2026-12-06 and 07)", configuration(never)),
+    ]
 
 
 def headline(run: Run) -> tuple[float | None, float | None]:
@@ -123,7 +136,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def named_rows(gamma: float) -> list[tuple[str, str]]:
     """(label, method) of the rows of the main tables, today's presets first."""
     rows = [(label, today(name)) for name, label in ROWS.items()]
-    rows.insert(1, former_default())
+    rows[1:1] = former_defaults()
     unsupervised = ("autoencoder", "skip-ganomaly", "knn", "pca")
     for key, label in BASELINES.items():
         if (gamma == 0) == (key in unsupervised):
@@ -166,8 +179,7 @@ def elpv_table(runs: dict[Any, Run]) -> str:
 def seeds_table(runs: dict[Any, Run]) -> str:
     """Today's default (and the former one) over every seed run, per setting: test AUROC per seed
     and their mean."""
-    former_label, former = former_default()
-    labels = {today("default"): ROWS["default"], former: former_label}
+    labels = {today("default"): ROWS["default"], **{key: label for label, key in former_defaults()}}
     by_setting: dict[tuple[str, tuple[str, float, int]], dict[int, float]] = defaultdict(dict)
     for (name, where, seed), run in runs.items():
         if name in labels and (value := headline(run)[1]) is not None:
@@ -207,9 +219,9 @@ def history_table(runs: dict[Any, Run]) -> str:
     """Every AGAD configuration that ran: what it changes from the paper (its own stored fields), and
     its mean dev and test AUROC per setting, seed 0."""
     grouped: dict[str, list[Run]] = defaultdict(list)
-    for (name, _, seed), run in runs.items():
+    for (_, _, seed), run in runs.items():
         if isinstance(run.get("variant"), dict) and seed == 0:
-            grouped[name].append(run)
+            grouped[configuration(run["variant"])].append(run)
     rows = []
     for digest, members in sorted(grouped.items(), key=lambda item: min(r["finished_at"] for r in item[1])):
         stored = {**UNSTORED, **members[0]["variant"]}
@@ -375,10 +387,12 @@ def small_dev_table(every: list[Run]) -> str:
     for (family, size, normals), sets in sorted(chosen.items()):
         for data, runs in sorted(sets.items()):
             rows.append([f"{data} {size} px", str(normals), *[cell(_auroc(runs.get(x)), 4) for x in labels]])
-        complete = [runs for runs in sets.values() if all(x in runs for x in labels)]
+        ran = {label for runs in sets.values() for label in runs}  # the columns of this size
+        complete = [runs for runs in sets.values() if ran <= set(runs)]
         if len(complete) > 1:
-            means = [cell(mean(runs[x]["auroc"] for runs in complete), 4) for x in labels]
-            rows.append([f"**mean of {len(complete)}** {family} {size} px", str(normals), *means])
+            means = [mean(runs[x]["auroc"] for runs in complete) if x in ran else None for x in labels]
+            shown = [cell(m, 4) for m in means]
+            rows.append([f"**mean of {len(complete)}** {family} {size} px", str(normals), *shown])
     return table(["data", "good images", *labels], rows)
 
 

@@ -134,7 +134,11 @@ def run(
         trained = train(TrainConfig(preset(method, **overrides)), dataset, out, progress=False)
         scores, heatmaps = scores_and_heatmaps(trained.scorer, dataset.test)
         keys = ("budget", "steps", "best_step", "stopped", "seconds", "images_per_second")
-        extra = {"training": {k: trained.card.training[k] for k in keys}, "score": trained.card.score.method}
+        extra = {
+            "training": {k: trained.card.training[k] for k in keys},
+            "score": trained.card.score.method,
+            "variant": trained.card.variant,  # as trained on these images
+        }
     report = evaluation_report(dataset.test, scores, float(np.median(scores)), dataset.hard_groups)
     result: dict[str, Any] = {
         "auroc": report["auroc"],

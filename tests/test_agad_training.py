@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,23 @@ def test_stretched_anomalies_change_one_side_of_a_part_within_range() -> None:
             assert not bool((normals == image.flatten()).all(1).any())
     with pytest.raises(ValueError, match="stretched_anomalies=8"):
         preset("default", batch_size=32, turned_anomalies=8, stretched_anomalies=8)
+
+
+def test_stretching_waits_for_enough_good_images_and_the_fit_says_what_trained() -> None:
+    rule = preset(
+        "default", batch_size=32, turned_anomalies=4, stretched_anomalies=4, stretch_from_normals=97
+    )
+    few, why = rule.for_training_set(96)
+    assert few.stretched_anomalies == 0 and few.stretch_from_normals == 97
+    assert why is not None and "96 good training images" in why and "stretch_from_normals=97" in why
+    assert rule.for_training_set(97) == (rule, None)
+
+    data = _data(False)  # 96 training normals
+    assert _fit(data, rule, 1).variant == few
+    enough = replace(rule, stretch_from_normals=96)
+    assert _fit(data, enough, 1).variant == enough
+    with pytest.raises(ValueError, match="stretch_from_normals=-1"):
+        replace(rule, stretch_from_normals=-1)
 
 
 def test_supervised_batches_stretch_normals_never_the_labelled_anomalies() -> None:

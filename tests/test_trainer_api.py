@@ -29,6 +29,7 @@ def test_train_through_the_api_and_serve_the_result(tmp_path: Path) -> None:
     assert (card.model_version, card.parent_version) == ("api-v1", "api-v0")
     assert card.training["epochs"] == 2 and len(card.training["history"]) == 2
     assert card.threshold.n_anomalous == dataset.val.n_anomalous
+    assert card.variant["stretched_anomalies"] == 0  # a few good images: as trained, not as preset
     assert not (tmp_path / "model" / "checkpoint.pt").exists()
 
     export_onnx(tmp_path / "model")

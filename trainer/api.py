@@ -71,8 +71,10 @@ class TrainConfig:
 
 @dataclass
 class AgadFit:
-    """The fitted networks: G of the chosen epoch (eval mode), D of that epoch, and how it went."""
+    """The fitted networks: G of the chosen epoch (eval mode), D of that epoch, how it went, and the
+    variant as it trained on this data (``Variant.for_training_set``)."""
 
+    variant: Variant
     generator: nn.Module
     discriminator: nn.Module | None
     fit: FitResult
@@ -106,11 +108,13 @@ def fit_agad(
 ) -> AgadFit:
     """Train G (and D) on ``dataset.train``, choose the epoch on ``dataset.val``; ``test`` is reported
     per epoch when given, never used to choose."""
-    variant = config.variant
     device = torch.device(resolve_device(config.device))
     torch.manual_seed(config.seed)
     sampler = torch.Generator().manual_seed(config.seed)
     train_images, train_labels = tensors(dataset.train), torch.from_numpy(dataset.train.labels)
+    variant, why = config.variant.for_training_set(int((train_labels == 0).sum()))
+    if why:
+        log.info("%s", why)
     val_images, val_labels = tensors(dataset.val), dataset.val.labels
     step = AgadStep(variant, dataset.image_size, dataset.channels, device)
     if config.init is not None:
@@ -153,7 +157,7 @@ def fit_agad(
             result.model, normal_batches(train_images, train_labels, variant.batch_size, device)
         )
     result.model.eval()
-    return AgadFit(result.model, step.discriminator, result, turn_choice, budget)
+    return AgadFit(variant, result.model, step.discriminator, result, turn_choice, budget)
 
 
 def train(
@@ -180,7 +184,7 @@ def train(
         progress=progress,
         test=dataset.test if config.report_test_per_epoch else None,
     )
-    scorer, choice = ship(networks.generator, dataset, variant)
+    scorer, choice = ship(networks.generator, dataset, networks.variant)
     stuck = stuck_pixels(scorer, dataset.val)
     if stuck:
         row, column = stuck[0]
@@ -225,7 +229,7 @@ def model_card(
     stuck: list[tuple[int, int]],
 ) -> ModelCard:
     """model.json of a trained model: threshold calibrated on validation, metrics of every split."""
-    variant, result = config.variant, networks.fit
+    variant, result = networks.variant, networks.fit
     val_scores = score_split(scorer, dataset.val)
     threshold = with_synthetic_recall(
         calibrate_threshold(
