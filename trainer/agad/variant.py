@@ -121,9 +121,8 @@ class Variant:
 FAITHFUL = Variant(name="faithful")
 # AGAD's generator and its supervised objective without the discriminator and the
 # contextual-adversarial pass, taught the part's pose by turned normals labelled anomalous, its
-# weights averaged. Stretched normals only from 2,000 good training images on: with fewer they
-# taught G to fail on good parts of other proportions, with 5,400 they helped (dev data;
-# docs/RESULTS.md, "A new line").
+# weights averaged. Stretched normals only on large sets: on small ones they taught G to fail on
+# good parts of other proportions (where the line lies: docs/RESULTS.md, "A new line").
 DEFAULT = replace(
     FAITHFUL,
     name="default",
