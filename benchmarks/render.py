@@ -9,7 +9,8 @@ The prose is written by hand; each table sits between ``<!-- table:NAME -->`` an
 runs whose stored variants agree (per-batch counts taken as shares of the batch, fields a run
 predates taken as off) form one configuration, named by its stored name and a short digest. Only
 the rows "today's default", "faithful", ... look today's presets up, to find which configuration
-they are now.
+they are now; today's default is the configuration it trains at the run's number of good
+training images (``Variant.for_training_set``).
 """
 
 from __future__ import annotations
