@@ -93,7 +93,7 @@ def today(name: str) -> str:
 
 def former_defaults() -> list[tuple[str, str]]:
     """(label, configuration) of the defaults before stretching depended on the number of good
-    images: the tables show their runs beside today's where today's have not run."""
+    images, whose runs the tables show beside today's."""
     stretching = {**PRESETS["default"].to_dict(), "stretched_anomalies": 32}
     never = {**PRESETS["default"].to_dict(), "stretched_anomalies": 0}
     return [
