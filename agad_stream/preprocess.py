@@ -11,7 +11,11 @@ Steps and conventions:
    RGBA in that order). The result is uint8 (H, W, C) with C = 1 (grayscale) or C = 3 in **RGB**
    order: OpenCV's BGR is converted once, here, and nothing downstream sees BGR. Alpha is
    dropped; 16-bit images are scaled to 8 bits by 1/256, as OpenCV's own 8-bit conversion does.
-   EXIF orientation is ignored (industrial cameras do not rotate their frames).
+   EXIF orientation is ignored (industrial cameras do not rotate their frames). For model input
+   (:func:`prepare_image`), a JPEG at least twice the model size on both sides is decoded at 1/2,
+   1/4 or 1/8 of its size and straight to the model's channel count: libjpeg scales in the DCT
+   domain, which costs a fraction of decoding every pixel of a camera frame and then averaging
+   them away. Training and scoring both take this path, so the model sees the same pixels.
 2. Channels (:func:`convert_channels`): to what the model wants, 1 (ITU-R BT.601 luma, OpenCV's
    ``RGB2GRAY``) or 3 (grayscale replicated).
 3. Resize (:func:`resize_square`): to image_size × image_size, stretching non-square frames rather
@@ -85,6 +89,14 @@ def decode_image(data: bytes | bytearray | memoryview, content_type: str | None 
 
     ``content_type`` None means "encoded, format unknown": OpenCV recognises it from the bytes.
     """
+    return _decode(data, content_type, None)
+
+
+def _decode(
+    data: bytes | bytearray | memoryview, content_type: str | None, scaled_for: tuple[int, int] | None
+) -> np.ndarray:
+    """:func:`decode_image`; with ``scaled_for`` = (size, channels), a large JPEG comes back scaled
+    down (never below ``size``) and with ``channels`` channels."""
     buffer = bytes(data)
     if not buffer:
         raise BadImageError("empty image (0 bytes)")
@@ -93,7 +105,7 @@ def decode_image(data: bytes | bytearray | memoryview, content_type: str | None 
         return _decode_raw(buffer, params)
     if media_type is not None and media_type not in ENCODED_CONTENT_TYPES:
         raise BadImageError(f"unknown content type {content_type!r}")
-    return _decode_encoded(buffer, media_type or "image")
+    return _decode_encoded(buffer, media_type or "image", scaled_for)
 
 
 def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -122,8 +134,10 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 def prepare_image(
     data: bytes | bytearray | memoryview, content_type: str | None, *, image_size: int, channels: int
 ) -> np.ndarray:
-    """Decode, convert and resize one frame: uint8 (image_size, image_size, channels)."""
-    return resize_square(convert_channels(decode_image(data, content_type), channels), image_size)
+    """Decode, convert and resize one frame: uint8 (image_size, image_size, channels); a large JPEG is
+    decoded scaled down (see the module docstring)."""
+    image = _decode(data, content_type, (image_size, channels))
+    return resize_square(convert_channels(image, channels), image_size)
 
 
 def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
@@ -218,7 +232,7 @@ def _decode_raw(buffer: bytes, params: dict[str, str]) -> np.ndarray:
     return image[:, :, :3].copy() if channels == 4 else image.copy()
 
 
-def _decode_encoded(buffer: bytes, what: str) -> np.ndarray:
+def _decode_encoded(buffer: bytes, what: str, scaled_for: tuple[int, int] | None) -> np.ndarray:
     header = _peek_size(buffer)
     if header is None:
         raise BadImageError(
@@ -228,7 +242,10 @@ def _decode_encoded(buffer: bytes, what: str) -> np.ndarray:
     if buffer[:2] == b"\xff\xd8" and b"\xff\xd9" not in buffer[-1024:]:
         # Older OpenCV returns a grey-filled picture for a cut JPEG; a complete one ends with EOI.
         raise BadImageError(f"truncated {what} ({len(buffer)} bytes, no end marker)")
-    image = cv2.imdecode(np.frombuffer(buffer, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    flags = cv2.IMREAD_UNCHANGED
+    if scaled_for is not None and buffer[:2] == b"\xff\xd8":
+        flags = _scaled_jpeg_flags(header, *scaled_for)
+    image = cv2.imdecode(np.frombuffer(buffer, dtype=np.uint8), flags)
     if image is None or image.size == 0:
         raise BadImageError(f"cannot decode {what} ({len(buffer)} bytes): truncated or not an image")
     _check_size(image.shape[0], image.shape[1])
@@ -242,6 +259,26 @@ def _decode_encoded(buffer: bytes, what: str) -> np.ndarray:
     if code == -1:
         raise BadImageError(f"unsupported channel count {image.shape[2]} in {what}")
     return image if code is None else cv2.cvtColor(image, code)
+
+
+_SCALED_JPEG: Final = {
+    (2, 1): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (4, 1): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (8, 1): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+    (2, 3): cv2.IMREAD_REDUCED_COLOR_2,
+    (4, 3): cv2.IMREAD_REDUCED_COLOR_4,
+    (8, 3): cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def _scaled_jpeg_flags(header: tuple[int, int], size: int, channels: int) -> int:
+    """imdecode flags for a JPEG of ``header`` = (height, width) on its way to a ``size`` px model:
+    the largest of 1/8, 1/4 and 1/2 that leaves both sides at least ``size`` (libjpeg rounds up),
+    decoded to ``channels``; a JPEG too small for that is decoded as it is."""
+    for factor in (8, 4, 2):
+        if min(header) // factor >= max(size, MIN_SIDE) and (factor, channels) in _SCALED_JPEG:
+            return _SCALED_JPEG[factor, channels] | cv2.IMREAD_IGNORE_ORIENTATION
+    return cv2.IMREAD_UNCHANGED
 
 
 def _peek_size(buffer: bytes) -> tuple[int, int] | None:

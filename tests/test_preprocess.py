@@ -158,6 +158,53 @@ def test_prepare_image_is_decode_convert_resize() -> None:
     assert prepare_image(data, None, image_size=32, channels=3).shape == (32, 32, 3)
 
 
+def _camera_frame(height: int, width: int) -> np.ndarray:
+    """A colour frame with texture and edges, so that decoding at a smaller scale has detail to lose."""
+    rng = np.random.default_rng(3)
+    noise = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 2)
+    image = _rgb(height, width) // 2 + noise // 2
+    cv2.rectangle(image, (width // 4, height // 3), (width // 2, height // 2), (255, 255, 255), 3)
+    return image
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an APP1 Exif segment that asks viewers to rotate it (6: a quarter turn)."""
+    tiff = b"MM\x00*\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01"
+    tiff += orientation.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x00\x00\x00"
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+@pytest.mark.parametrize(
+    ("channels", "scale"), [(1, cv2.IMREAD_REDUCED_GRAYSCALE_8), (3, cv2.IMREAD_REDUCED_COLOR_4)]
+)
+def test_large_jpeg_is_decoded_scaled_down_for_the_model(channels: int, scale: int) -> None:
+    """A 480x640 frame for a 32 px model is decoded at 1/8 (60x80), for a 96 px model at 1/4, close
+    to decoding every pixel and averaging them away."""
+    size = 32 if channels == 1 else 96
+    data = _encode(".jpg", _camera_frame(480, 640))
+    out = prepare_image(data, "image/jpeg", image_size=size, channels=channels)
+    scaled = cv2.imdecode(np.frombuffer(data, np.uint8), scale)
+    if channels == 3:
+        scaled = cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(out, resize_square(scaled.reshape(*scaled.shape[:2], channels), size))
+    full = resize_square(convert_channels(decode_image(data, "image/jpeg"), channels), size)
+    assert np.abs(out.astype(int) - full.astype(int)).mean() < 2
+
+
+def test_scaled_jpeg_ignores_exif_orientation_and_small_jpeg_decodes_whole() -> None:
+    data = _encode(".jpg", _camera_frame(480, 640))
+    rotated = _with_exif_orientation(data, 6)
+    for size in (32, 300):  # scaled by 1/8; too small to scale (480 < 2 x 300)
+        expected = resize_square(convert_channels(decode_image(data), 1), size)
+        if size == 300:
+            np.testing.assert_array_equal(prepare_image(data, None, image_size=size, channels=1), expected)
+        np.testing.assert_array_equal(
+            prepare_image(rotated, None, image_size=size, channels=1),
+            prepare_image(data, None, image_size=size, channels=1),
+        )
+
+
 def test_model_input_range_layout_and_inverse() -> None:
     batch = np.stack([_rgb(8, 8), np.full((8, 8, 3), 255, np.uint8)])
     batch[0, 0, 0] = 0
