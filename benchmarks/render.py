@@ -618,6 +618,27 @@ def int8_parity_table(every: list[Run]) -> str:
     return table(header, rows)
 
 
+def decode_table(every: list[Run]) -> str:
+    """benchmarks/decode.py: ms per frame of scaled JPEG decoding against the whole decode."""
+    rows = []
+    for run in sorted((r for r in every if r["table"] == "decode"), key=lambda r: r["name"]):
+        for case in run["cases"]:
+            rows.append(
+                [
+                    f"{case['frame']} JPEG, {case['frame_bytes'] // 1000} kB",
+                    f"{case['model_size']} px",
+                    f"{case['whole_ms']:.2f}",
+                    f"{case['scaled_ms']:.2f}",
+                    f"**{case['speedup']:.2f}×** ({min(case['speedup_each_round']):.2f}–"
+                    f"{max(case['speedup_each_round']):.2f})",
+                    f"{case['mean_abs_pixel_difference']:.2f} / {case['max_abs_pixel_difference']}",
+                ]
+            )
+    header = ["frame", "model", "whole decode ms", "scaled decode ms", "speed-up (rounds)",
+              "pixel difference mean / max"]  # fmt: skip
+    return table(header, rows)
+
+
 def tables() -> dict[Path, dict[str, Callable[[], str]]]:
     every = load_runs()
     runs = latest(every)
@@ -638,6 +659,7 @@ def tables() -> dict[Path, dict[str, Callable[[], str]]]:
         },
         RELIABILITY_DOC: {"fuzz": lambda: fuzz_table(every), "soak": lambda: soak_table(every)},
         PERFORMANCE_DOC: {
+            "decode": lambda: decode_table(every),
             "stream": lambda: stream_table(every),
             "profile": lambda: profile_table(every),
             "cpu": lambda: cpu_table(every),
