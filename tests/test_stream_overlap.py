@@ -47,21 +47,21 @@ class Intruder(threading.Thread):
 
 class HeldFirstBatch:
     """The wrapped backend, except that its first call waits until ``release`` is set; it notes the
-    first batch's size and every batch another lane scored meanwhile."""
+    size of every batch, and every batch another lane scored meanwhile."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name, self.card, self.details, self.lanes = inner.name, inner.card, inner.details, inner.lanes
         self.started, self.release = threading.Event(), threading.Event()
-        self.first_batch = 0
+        self.sizes: list[int] = []
         self.scored_while_held = 0
         self.lock = threading.Lock()
 
     def predict(self, batch: np.ndarray, *, heatmaps: bool = True) -> Prediction:
         with self.lock:
             first = not self.started.is_set()
+            self.sizes.append(len(batch))
             if first:
-                self.first_batch = len(batch)
                 self.started.set()
             elif not self.release.is_set():
                 self.scored_while_held += 1
@@ -87,7 +87,7 @@ def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
     thread.start()
     try:
         assert backend.started.wait(WAIT_S), "the worker never scored a batch"
-        assert backend.first_batch == FRAMES
+        assert backend.sizes == [FRAMES]
         intruder = Intruder(kafka_clients, topics.frames, group)
         intruder.start()
         deadline = time.monotonic() + WAIT_S
@@ -158,3 +158,34 @@ def test_two_lanes_score_other_batches_meanwhile_hold_no_more_and_deliver_in_ord
     assert not thread.is_alive()
     times = Counter(json.loads(r.value)["frame_id"] for r in scores)
     assert times == Counter(f.frame_id for f in placed), "a frame was scored twice or not at all"
+
+
+def test_a_batch_due_while_the_lane_is_busy_takes_the_frames_that_come_meanwhile(
+    settings: Settings, kafka_clients: KafkaClients, stream_models: dict[str, Path]
+) -> None:
+    model = stream_models["a"]
+    backend = HeldFirstBatch(load_backend(model, "onnxruntime"))
+    update = {"max_batch": 4 * FRAMES, "max_wait_ms": 50.0, "metrics_port": 0}
+    served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
+    topics = settings.kafka.topics
+    producer = kafka_clients.producer()
+    placed = produce(producer, topics.frames, make_frames(4))
+    worker = Worker(served, model, backend, lambda _: backend, connect(served))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        assert backend.started.wait(WAIT_S), "the worker never scored a batch"
+        for start in (4, 8, 12):  # each group comes after the one before has used up its wait
+            placed += produce(producer, topics.frames, make_frames(4, start=start))
+            time.sleep(0.25)
+        backend.release.set()
+        scores = read_topic(settings, topics.scores, lambda r: len(r) >= len(placed), "every frame's score")
+    finally:
+        backend.release.set()
+        worker.stopping.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert backend.sizes == [4, 12], (
+        f"batches of {backend.sizes}: the frames that came while the lane was busy did not make one batch"
+    )
+    assert Counter(json.loads(r.value)["frame_id"] for r in scores) == Counter(f.frame_id for f in placed)

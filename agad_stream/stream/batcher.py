@@ -37,11 +37,14 @@ class Batcher(Generic[T]):
                 self._started = self._clock()
             self._items.append(item)
 
+    def full(self) -> bool:
+        return len(self._items) >= self.max_batch
+
     def ready(self) -> bool:
         """True when the batch should close: full, or its oldest item has used up the budget."""
         if not self._items:
             return False
-        return len(self._items) >= self.max_batch or self._clock() - self._started >= self.max_wait_s
+        return self.full() or self._clock() - self._started >= self.max_wait_s
 
     def poll_budget(self, longest_wait_ms: float) -> tuple[int, float]:
         """(records still wanted, ms to wait for them): what is left of the batch's budget, and never

@@ -12,8 +12,11 @@
   TensorRT release the GIL), one per lane of the backend (``Backend.lanes``, usually one), a batch
   each: while they run, the loop delivers the batch before and polls the one after, so a batch's
   Kafka and Redis round trips hide behind the next one's inference instead of adding to it. A lane
-  also holds the next batch as soon as it is ready, so that its thread goes from one batch straight
-  to the next instead of waiting for the loop to hand it over.
+  also holds the next batch as soon as it is full, so that its thread goes from one batch straight
+  to the next instead of waiting for the loop to hand it over. A batch whose wait is over while
+  every lane is busy stays open until one is free: it could not start sooner anyway, and the frames
+  that come meanwhile join it instead of waiting for a batch of their own (a bigger batch costs
+  less a frame);
   Batches are delivered and committed in the order they were polled, whichever lane is done first;
 - **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
 - **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
@@ -225,9 +228,10 @@ class Worker:
                     self._maybe_reload()
                 self.batcher.add(self._poll())
                 scored = bool(self.in_flight) and self.in_flight[0].inference.done()
-                if self.batcher.ready() or scored:
+                starts = self._batch_starts()
+                if starts or scored:
                     self._settle_rebalance()
-                    self._score(self.batcher.take() if self.batcher.ready() else [])
+                    self._score(self.batcher.take() if starts else [])
             self._settle_rebalance()
             self._score(self.batcher.take())
             self._drain()
@@ -252,9 +256,9 @@ class Worker:
         """Records for the batch, each already decoding; also where rebalances happen and postponed
         commits go out."""
         wanted, wait_ms = self.batcher.poll_budget(LONGEST_POLL_MS)
-        if self.in_flight:  # be back when the oldest is done, to deliver it
-            due_ms = (self.in_flight[0].done_by - time.monotonic()) * 1000.0
-            wait_ms = min(wait_ms, max(due_ms, SHORTEST_POLL_MS))
+        if self.in_flight:  # be back when the oldest is done, to deliver it (and start a held batch)
+            due_ms = max((self.in_flight[0].done_by - time.monotonic()) * 1000.0, SHORTEST_POLL_MS)
+            wait_ms = due_ms if self.batcher.ready() else min(wait_ms, due_ms)
         polled = self._poll_through_outage(timeout_ms=wait_ms, max_records=wanted)
         if not polled and not self.consumer.assignment():
             time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
@@ -289,6 +293,14 @@ class Worker:
             log.info("the Kafka broker is back after %.0f s", time.monotonic() - self.outage_since)
             self.outage_since = None
         return polled
+
+    def _batch_starts(self) -> bool:
+        """A full batch goes to a lane at once (to be next, if the lane is busy); one whose wait is
+        over, only when a lane is free."""
+        if self.batcher.full():
+            return True
+        busy = sum(not scoring.inference.done() for scoring in self.in_flight)
+        return self.batcher.ready() and busy < self.lanes
 
     def _score(self, batch: list[Polled]) -> None:
         """Give ``batch`` (if any) to a model thread, waiting for the oldest batch when every lane
