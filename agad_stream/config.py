@@ -150,7 +150,11 @@ class ScorerSettings(BaseModel):
     )
     max_batch: int = Field(32, ge=1, le=1024, description="a batch closes at this many frames ...")
     max_wait_ms: float = Field(
-        20.0, ge=0, le=60_000, description="... or after this many ms, whichever comes first (latency budget)"
+        20.0,
+        ge=0,
+        le=60_000,
+        description="... or after this many ms, whichever comes first (latency budget); "
+        "if the model is busy then, when it is free",
     )
     lanes: int = Field(
         1,

@@ -16,8 +16,8 @@
   to the next instead of waiting for the loop to hand it over. A batch whose wait is over while
   every lane is busy stays open until one is free: it could not start sooner anyway, and the frames
   that come meanwhile join it instead of waiting for a batch of their own (a bigger batch costs
-  less a frame);
-  Batches are delivered and committed in the order they were polled, whichever lane is done first;
+  less a frame). Batches are delivered and committed in the order they were polled, whichever
+  lane is done first;
 - **route** (:func:`~agad_stream.stream.route.route`): score records, review items, dead letters;
 - **deliver** (:class:`~agad_stream.stream.delivery.Delivery`): until the broker (acks=all) and
   Redis hold all of them;
