@@ -70,6 +70,18 @@ class HeldFirstBatch:
         return self.inner.predict(batch, heatmaps=heatmaps)
 
 
+def start_worker(
+    settings: Settings, model: Path, backend: HeldFirstBatch, **scorer: float
+) -> tuple[Worker, threading.Thread]:
+    """A worker serving ``backend`` with the ``scorer`` settings changed (metrics off), on a thread."""
+    update = {**scorer, "metrics_port": 0}
+    served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
+    worker = Worker(served, model, backend, lambda _: backend, connect(served))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    return worker, thread
+
+
 def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
     settings: Settings, kafka_clients: KafkaClients, stream_models: dict[str, Path]
 ) -> None:
@@ -77,14 +89,9 @@ def test_a_rebalance_while_a_batch_is_scored_publishes_none_of_its_lost_frames(
     backend = HeldFirstBatch(load_backend(model, "onnxruntime"))
     # Room for more than the frames, and time to poll them all: they make one batch, and no
     # second batch is ready to wait for the first while it is held.
-    update = {"max_batch": 4 * FRAMES, "max_wait_ms": 3000.0, "metrics_port": 0}
-    scorer = settings.scorer.model_copy(update=update)
-    served = settings.model_copy(update={"scorer": scorer})
     group, topics = settings.kafka.group_id, settings.kafka.topics
     placed = produce(kafka_clients.producer(), topics.frames, make_frames(FRAMES))
-    worker = Worker(served, model, backend, lambda _: backend, connect(served))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
+    worker, thread = start_worker(settings, model, backend, max_batch=4 * FRAMES, max_wait_ms=3000.0)
     try:
         assert backend.started.wait(WAIT_S), "the worker never scored a batch"
         assert backend.sizes == [FRAMES]
@@ -126,13 +133,9 @@ def test_two_lanes_score_other_batches_meanwhile_hold_no_more_and_deliver_in_ord
     assert backend.lanes == 2
     # Batches of at most 4 that close at once, eight or more: the first is held; a lane holds a batch and
     # the next, so the other lane scores the second, third and fourth, and the rest wait in Kafka.
-    update = {"max_batch": 4, "max_wait_ms": 0.0, "metrics_port": 0}
-    served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
     group, topics = settings.kafka.group_id, settings.kafka.topics
     placed = produce(kafka_clients.producer(), topics.frames, make_frames(2 * FRAMES))
-    worker = Worker(served, model, backend, lambda _: backend, connect(served))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
+    worker, thread = start_worker(settings, model, backend, max_batch=4, max_wait_ms=0.0)
     try:
         deadline = time.monotonic() + WAIT_S
         while backend.scored_while_held < 3 and time.monotonic() < deadline:
@@ -165,14 +168,10 @@ def test_a_batch_due_while_the_lane_is_busy_takes_the_frames_that_come_meanwhile
 ) -> None:
     model = stream_models["a"]
     backend = HeldFirstBatch(load_backend(model, "onnxruntime"))
-    update = {"max_batch": 4 * FRAMES, "max_wait_ms": 50.0, "metrics_port": 0}
-    served = settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
     topics = settings.kafka.topics
     producer = kafka_clients.producer()
     placed = produce(producer, topics.frames, make_frames(4))
-    worker = Worker(served, model, backend, lambda _: backend, connect(served))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
+    worker, thread = start_worker(settings, model, backend, max_batch=4 * FRAMES, max_wait_ms=50.0)
     try:
         assert backend.started.wait(WAIT_S), "the worker never scored a batch"
         for start in (4, 8, 12):  # each group comes after the one before has used up its wait
