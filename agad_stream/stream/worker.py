@@ -4,8 +4,9 @@
 
 - **poll** (:meth:`Worker.run`): records of the frames topic, at most what the batch still wants;
 - **parse** (:func:`~agad_stream.stream.frames.parse_frame`): a Frame for the model, or a Rejection;
-  started on a small thread pool as soon as a record is polled (OpenCV releases the GIL), so frames
-  decode while the batch waits for company instead of after it closed;
+  started on a small thread pool as soon as a record is polled (OpenCV releases the GIL; a poll's
+  records are split into one task per thread), so frames decode while the batch waits for company
+  instead of after it closed;
 - **batch** (:class:`~agad_stream.stream.batcher.Batcher`): until ``max_batch`` or ``max_wait_ms``;
 - **infer** (:func:`~agad_stream.stream.isolation.predict_isolating`): scores and heat-maps; a frame
   that breaks the backend becomes a Rejection. It runs on a model thread (ONNX Runtime, torch and
@@ -104,11 +105,15 @@ at the least."""
 
 @dataclass(frozen=True)
 class Polled:
-    """A polled record and its frame being decoded."""
+    """A polled record and its frame being decoded, as item ``index`` of a decoding task."""
 
     record: Any
-    parsed: Future[Frame | Rejection]
+    parsed: Future[list[Frame | Rejection]]
+    index: int
     at_ms: float  # when the poll returned it, ms since epoch
+
+    def frame(self) -> Frame | Rejection:
+        return self.parsed.result()[self.index]
 
 
 @dataclass
@@ -145,6 +150,10 @@ class Scoring:
     threshold: float
     done_by: float  # time.monotonic() when the batch should be done, judged by the last one
     lost: set[TopicPartition] = field(default_factory=set)
+
+
+def _parse_all(records: list[Any], image_size: int, channels: int) -> list[Frame | Rejection]:
+    return [parse_frame(r, image_size=image_size, channels=channels) for r in records]
 
 
 def _in(record: Any, partitions: set[TopicPartition]) -> bool:
@@ -264,16 +273,18 @@ class Worker:
             time.sleep(LONGEST_POLL_MS / 1000)  # poll returns at once without partitions
         self._drop_lost()
         self._commit()
+        records = [r for partition_records in polled.values() for r in partition_records]
         spec = self.backend.card.input  # a reload happens only between batches: this is the batch's
         now_ms = time.time() * 1000.0
+        # One task per decode thread, not per record: a task's hand-over costs a third of a small
+        # frame's decoding, and every thread it wakes takes a core from the model for a moment.
+        size = max(-(-len(records) // DECODE_THREADS), 1)  # contiguous runs, in polled order
+        tasks = [records[i : i + size] for i in range(0, len(records), size)]
         return [
-            Polled(
-                r,
-                self.decoder.submit(parse_frame, r, image_size=spec.image_size, channels=spec.channels),
-                now_ms,
-            )
-            for records in polled.values()
-            for r in records
+            Polled(record, future, index, now_ms)
+            for task in tasks
+            for future in [self.decoder.submit(_parse_all, task, spec.image_size, spec.channels)]
+            for index, record in enumerate(task)
         ]
 
     def _poll_through_outage(self, **options: Any) -> dict[TopicPartition, list[Any]]:
@@ -320,7 +331,7 @@ class Worker:
     def _start(self, batch: list[Polled]) -> Scoring:
         stage = self.metrics.stage
         closed_ms, started = time.time() * 1000.0, time.perf_counter()
-        parsed = [p.parsed.result() for p in batch]
+        parsed = [p.frame() for p in batch]
         stage["decode"].observe(time.perf_counter() - started)
         for polled, frame in zip(batch, parsed, strict=True):
             if isinstance(frame, Frame):
