@@ -528,6 +528,9 @@ def cpu_table(every: list[Run]) -> str:
             sum(c for g, c in r["raw_backend_cpu_cores"].items() if g not in SAMPLERS) for r in run["runs"]
         )
         others = sum(busy[kind] for kind in kinds[1:])
+        # Runs since 2026-12-07 also measured the broker, Redis and the whole machine.
+        machine = summary.get("capacity_machine_cores", {})
+        raw_machine = summary.get("raw_backend_machine_cores", {})
         rows.append(
             [
                 _stream_model(s),
@@ -535,11 +538,14 @@ def cpu_table(every: list[Run]) -> str:
                 *(f"{busy[kind]:.3f}" if kind != "inference" else f"{busy[kind]:.2f}" for kind in kinds),
                 f"{others:.3f}",
                 f"{raw - busy['inference']:.2f}",
+                *(f"{machine[name]:.3f}" if name in machine else "—" for name in ("kafka", "redis")),
+                f"{raw_machine['machine']:.2f} / {machine['machine']:.2f}" if "machine" in machine else "—",
             ]
         )
     header = [
         "model", "raw backend: inference", "pipeline: inference", "decode", "worker loop",
         "Kafka client I/O", "Kafka producer sender", "all but inference", "inference lost",
+        "broker", "Redis", "machine busy: raw / pipeline",
     ]  # fmt: skip
     return table(header, rows)
 

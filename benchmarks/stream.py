@@ -9,7 +9,9 @@ Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For
    :class:`~agad_stream.stream.worker.Worker` (max_batch = ``--batch``) scores them; frames/s over
    the last 90 % of them (start-up excluded), the worker's profile of that run
    (``capacity_profile_ms``: mean batch size and ms per step), and how many cores each kind of
-   thread kept busy meanwhile (``capacity_cpu_cores``; ``raw_backend_cpu_cores`` for step 1);
+   thread kept busy meanwhile (``capacity_cpu_cores``; ``raw_backend_cpu_cores`` for step 1), and
+   the broker, Redis (when ``agad services`` runs them here) and the whole machine
+   (``capacity_machine_cores``; ``raw_backend_machine_cores``);
 3. pipeline latency: frames sent at half that capacity for ``--seconds``; end-to-end latency is
    the time from the frame's ts_ms (set at send) to its score record arriving at a consumer; the
    worker's own metrics say where that time went (``profile_ms``: mean ms per step of the path),
@@ -61,8 +63,10 @@ from agad_stream.stream.metrics import STAGES
 from agad_stream.stream.simulator import frame_headers
 from agad_stream.stream.worker import Worker
 from benchmarks.common import write_result
-from benchmarks.thread_cpu import ThreadCpu
+from benchmarks.thread_cpu import MachineCpu, ThreadCpu
 from deploy.onnx_export import export_onnx
+from deploy.services.manager import status
+from deploy.services.settings import load_services_settings
 
 PARTITIONS = 4
 DISTINCT = 50
@@ -362,9 +366,11 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         update={"max_batch": args.batch, "max_wait_ms": args.max_wait_ms, "metrics_port": 0}
     )
     base = base.model_copy(update={"scorer": scorer})
-    with ThreadCpu() as raw_cpu:
+    services = {s.name: s.pid for s in status(load_services_settings()) if s.pid is not None}
+    with ThreadCpu() as raw_cpu, MachineCpu(services) as raw_machine:
         result: dict[str, Any] = {"raw_backend_fps_before": raw_throughput(backend, values, args.batch)}
     result["raw_backend_cpu_cores"] = raw_cpu.cores()
+    result["raw_backend_machine_cores"] = raw_machine.cores()
     for name, make in (
         ("pipeline", lambda s: Pipeline(s, model, backend)),
         ("naive", lambda s: NaiveLoop(s, backend)),
@@ -374,11 +380,15 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         try:
             send(settings, values, frames_n, None)
             runner = make(settings)
-            with ThreadCpu() as cpu:
+            with ThreadCpu() as cpu, MachineCpu(services) as machine:
                 fps = capacity(runner, frames_n)
         finally:
             drop(settings)
-        result[name] = {"capacity_fps": fps, "capacity_cpu_cores": cpu.cores()}
+        result[name] = {
+            "capacity_fps": fps,
+            "capacity_cpu_cores": cpu.cores(),
+            "capacity_machine_cores": machine.cores(),
+        }
         if isinstance(runner, Pipeline):
             result[name]["capacity_profile_ms"] = runner.profile_ms()
             # The machine is shared: the raw figure brackets the pipeline's run, before and after.
@@ -461,6 +471,8 @@ def main() -> None:
         },
         "raw_backend_cpu_cores": _median_cores([run["raw_backend_cpu_cores"] for run in runs]),
         "capacity_cpu_cores": _median_cores([run["pipeline"]["capacity_cpu_cores"] for run in runs]),
+        "raw_backend_machine_cores": _median_cores([run["raw_backend_machine_cores"] for run in runs]),
+        "capacity_machine_cores": _median_cores([run["pipeline"]["capacity_machine_cores"] for run in runs]),
     }
     print(json.dumps(summary, indent=1))
     settings = {

@@ -86,3 +86,44 @@ class ThreadCpu:
                 continue
             cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
         return cpu
+
+
+class MachineCpu:
+    """``with MachineCpu({"broker": pid}) as cpu: ...``, then ``cpu.cores()``: cores each named process
+    (all its threads) and the whole machine (``"machine"``) kept busy over the span.
+
+    The benchmark's broker and Redis run on the same cores as the scorer; in a plant they need not.
+    """
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+        self._start: dict[str, float] = {}
+        self._end: dict[str, float] = {}
+        self.wall_s = 0.0
+
+    def __enter__(self) -> MachineCpu:
+        self._start, self._started = self._read(), time.perf_counter()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._end, self.wall_s = self._read(), time.perf_counter() - self._started
+
+    def cores(self) -> dict[str, float]:
+        wall = max(self.wall_s, 1e-9)
+        both = [name for name in self._end if name in self._start]
+        return {name: (self._end[name] - self._start[name]) / wall for name in both}
+
+    def _read(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal: busy is all but idle, iowait and steal
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        seconds = {"machine": (f[0] + f[1] + f[2] + f[5] + f[6]) / tick}
+        for name, pid in self.processes.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # not running, or not visible from here
+                continue
+            seconds[name] = (int(fields[11]) + int(fields[12])) / tick
+        return seconds
