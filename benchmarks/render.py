@@ -331,9 +331,9 @@ SMALL_METHODS = {"default": "default", "autoencoder": "autoencoder", "knn": "5-N
 
 def small_runs(every: list[Run]) -> dict[tuple[str, int, int, str], dict[str, Run]]:
     """benchmarks/small_data.py runs by (data family, px, normals, data) and method, the last of each;
-    a run of a ``--set`` change is not the method as it ships, and is left out."""
+    a run of a ``--set`` or ``--steps`` change is not the method as it ships, and is left out."""
     chosen: dict[tuple[str, int, int, str], dict[str, Run]] = defaultdict(dict)
-    shipped = (r for r in every if r["table"] == "small" and "set" not in r)
+    shipped = (r for r in every if r["table"] == "small" and "set" not in r and "steps" not in r)
     for run in sorted(shipped, key=lambda r: r["finished_at"]):
         family = run["data"].partition(":")[0]
         chosen[(family, run["image_size"], run["normals"], run["data"])][run["method"]] = run
@@ -380,7 +380,8 @@ def small_dev_table(every: list[Run]) -> str:
     for run in sorted((r for r in every if r["table"] == "small-dev"), key=lambda r: r["finished_at"]):
         label = SMALL_METHODS[run["method"]]
         if run["method"] in PRESETS:  # a trained preset, as it was at the run's commit
-            label += f" at {run['commit']}" + "".join(f", {k}={v}" for k, v in run.get("set", {}).items())
+            changes = {**run.get("set", {}), **({"steps": run["steps"]} if "steps" in run else {})}
+            label += f" at {run['commit']}" + "".join(f", {k}={v}" for k, v in changes.items())
         chosen[(run["data"].partition(":")[0], run["image_size"], run["normals"])][run["data"]][label] = run
     every_label = {label for sets in chosen.values() for runs in sets.values() for label in runs}
     labels = sorted(every_label, key=lambda label: (label == "5-NN", label))

@@ -18,8 +18,9 @@ data set, size and method in benchmarks/results/small/.
 ``--dev`` tests on data that is not test data instead, for choosing a change to the default: good
 images of the data set that were not drawn (at most :data:`DEV_NORMALS`) against the anomalies
 a gamma = 0.05 split would label (``benchmarks.common.dev_anomalies``); its run files go to
-benchmarks/results/small-dev/. ``--set FIELD=VALUE`` changes a field of the trained variants, and
-``--tag`` names the change in the run file names.
+benchmarks/results/small-dev/. ``--set FIELD=VALUE`` changes a field of the trained variants,
+``--steps N`` gives them a fixed budget of N steps (validation still chooses the checkpoint, but
+nothing stops early), and ``--tag`` names the change in the run file names.
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("runs/small"), help="where trained models go")
     parser.add_argument("--dev", action="store_true", help="test on dev data, never the test split")
     parser.add_argument("--set", action="append", type=variant_override, default=[], metavar="FIELD=VALUE")
-    parser.add_argument("--tag", default="", help="names the --set change in run file names")
+    parser.add_argument(
+        "--steps", type=int, help="a fixed budget in optimiser steps instead of the default's (dev runs)"
+    )
+    parser.add_argument("--tag", default="", help="names the --set or --steps change in run file names")
     args = parser.parse_args()
-    if args.set and not args.tag:
-        parser.error("--set needs a --tag that names the change in the run files")
+    if (args.set or args.steps) and not args.tag:
+        parser.error("--set and --steps need a --tag that names the change in the run files")
     if args.dev and args.data.startswith("folder:"):
         parser.error("--dev takes fmnist or elpv; for a folder, build a dev folder: textured_data.py --dev")
     torch.set_num_threads(args.threads)
@@ -94,7 +98,8 @@ def main() -> None:
                 "seed": args.seed,
                 "tested_on": "dev" if args.dev else "test",
                 **({"set": overrides} if method in TRAINED and overrides else {}),
-                **run(method, dataset, masks, args.models / name, overrides),
+                **({"steps": args.steps} if method in TRAINED and args.steps else {}),
+                **run(method, dataset, masks, args.models / name, overrides, args.steps),
             }
             record["wall_seconds"] = round(time.perf_counter() - started, 1)
             path = write_result(DEV_TABLE if args.dev else TABLE, name, record)
@@ -119,10 +124,15 @@ def dev_split(full: DataSet, dataset: DataSet, seed: int) -> Split:
 
 
 def run(
-    method: str, dataset: DataSet, masks: np.ndarray | None, out: Path, overrides: dict[str, Any]
+    method: str,
+    dataset: DataSet,
+    masks: np.ndarray | None,
+    out: Path,
+    overrides: dict[str, Any],
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """Test AUROC of ``method`` trained on ``dataset`` (a model goes to ``out``); pixel figures too
-    when there are masks."""
+    """Test AUROC of ``method`` trained on ``dataset`` (a model goes to ``out``; ``steps``: a fixed
+    budget, None: the default's); pixel figures too when there are masks."""
     normals = dataset.train.images[dataset.train.labels == 0]
     heatmaps = None
     extra: dict[str, Any] = {}
@@ -131,7 +141,7 @@ def run(
     elif method == "patch_nn":
         scores, heatmaps = patch_nn(normals, dataset.test.images)
     else:
-        trained = train(TrainConfig(preset(method, **overrides)), dataset, out, progress=False)
+        trained = train(TrainConfig(preset(method, **overrides), steps=steps), dataset, out, progress=False)
         scores, heatmaps = scores_and_heatmaps(trained.scorer, dataset.test)
         keys = ("budget", "steps", "best_step", "stopped", "seconds", "images_per_second")
         extra = {
