@@ -279,13 +279,12 @@ class Worker:
         # One task per decode thread, not per record: a task's hand-over costs a third of a small
         # frame's decoding, and every thread it wakes takes a core from the model for a moment.
         size = max(-(-len(records) // DECODE_THREADS), 1)  # contiguous runs, in polled order
-        tasks = [records[i : i + size] for i in range(0, len(records), size)]
-        return [
-            Polled(record, future, index, now_ms)
-            for task in tasks
-            for future in [self.decoder.submit(_parse_all, task, spec.image_size, spec.channels)]
-            for index, record in enumerate(task)
-        ]
+        decoding: list[Polled] = []
+        for start in range(0, len(records), size):
+            task = records[start : start + size]
+            future = self.decoder.submit(_parse_all, task, spec.image_size, spec.channels)
+            decoding.extend(Polled(record, future, index, now_ms) for index, record in enumerate(task))
+        return decoding
 
     def _poll_through_outage(self, **options: Any) -> dict[TopicPartition, list[Any]]:
         """``consumer.poll(**options)``, or nothing while the broker is unreachable: the batch in
