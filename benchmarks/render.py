@@ -529,7 +529,7 @@ def cpu_table(every: list[Run]) -> str:
             sum(c for g, c in r["raw_backend_cpu_cores"].items() if g not in SAMPLERS) for r in run["runs"]
         )
         others = sum(busy[kind] for kind in kinds[1:])
-        # Runs since 2026-12-07 also measured the broker, Redis and the whole machine.
+        # Older runs did not measure the broker, Redis and the whole machine: their cells stay empty.
         machine = summary.get("capacity_machine_cores", {})
         raw_machine = summary.get("raw_backend_machine_cores", {})
         rows.append(
