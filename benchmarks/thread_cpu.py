@@ -80,11 +80,9 @@ class ThreadCpu:
         tick = os.sysconf("SC_CLK_TCK")
         cpu: dict[int, float] = {}
         for task in TASKS.iterdir():
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the thread ended meanwhile
-                continue
-            cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            seconds = _cpu_seconds(task / "stat", tick)
+            if seconds is not None:  # None: the thread ended meanwhile
+                cpu[int(task.name)] = seconds
         return cpu
 
 
@@ -121,9 +119,17 @@ class MachineCpu:
         f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         seconds = {"machine": (f[0] + f[1] + f[2] + f[5] + f[6]) / tick}
         for name, pid in self.processes.items():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # not running, or not visible from here
-                continue
-            seconds[name] = (int(fields[11]) + int(fields[12])) / tick
+            used = _cpu_seconds(Path(f"/proc/{pid}/stat"), tick)
+            if used is not None:  # None: not running, or not visible from here
+                seconds[name] = used
         return seconds
+
+
+def _cpu_seconds(stat: Path, tick: int) -> float | None:
+    """User plus system CPU seconds from a /proc stat file (a thread's or a process's), or None when
+    it cannot be read."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / tick
