@@ -460,6 +460,11 @@ def stream_table(every: list[Run]) -> str:
     for run in stream_runs(every):
         s, summary = run["settings"], run["summary"]
         each = ", ".join(f"{r['pipeline_vs_raw']:.2f}" for r in run["runs"])
+        interleaved = ", ".join(
+            f"{r['pipeline_vs_raw_interleaved']:.2f}"
+            for r in run["runs"]
+            if "pipeline_vs_raw_interleaved" in r
+        )
         bound = summary.get("latency_bound_ms")
         rows.append(
             [
@@ -467,6 +472,7 @@ def stream_table(every: list[Run]) -> str:
                 f"{summary['raw_backend_fps']:.0f}",
                 f"{summary['pipeline_fps']:.0f}",
                 f"{summary['pipeline_vs_raw']:.2f} ({each})",
+                f"{summary['pipeline_vs_raw_interleaved']:.2f} ({interleaved})" if interleaved else "—",
                 f"{summary['pipeline_p50_ms']:.0f} / {summary['pipeline_p99_ms']:.0f} ms",
                 "—" if bound is None else f"{bound:.0f} ms",
                 cell(summary.get("p50_vs_bound"), 2) + " / " + cell(summary.get("p99_vs_bound"), 2),
@@ -475,7 +481,8 @@ def stream_table(every: list[Run]) -> str:
             ]
         )
     header = [
-        "model", "raw frames/s", "pipeline frames/s", "÷ raw (each run)", "p50 / p99", "bound",
+        "model", "raw frames/s", "pipeline frames/s", "÷ raw (each run)", "÷ raw, interleaved (each run)",
+        "p50 / p99", "bound",
         "p50 ÷ bound / p99 ÷ 3·bound", "naive loop: frames/s; p50 / p99",
     ]  # fmt: skip
     return table(header, rows)

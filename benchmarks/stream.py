@@ -12,6 +12,9 @@ Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For
    thread kept busy meanwhile (``capacity_cpu_cores``; ``raw_backend_cpu_cores`` for step 1), and
    the broker, Redis (when ``agad services`` runs them here) and the whole machine
    (``capacity_machine_cores``; ``raw_backend_machine_cores``);
+   then the same in alternating windows (:mod:`benchmarks.interleave`): the worker scores for 3 s,
+   its backend is gated and the raw backend timed for 1 s, and again, so that both see the host
+   at the same speed (``pipeline_vs_raw_interleaved``, and each window pair's ratio);
 3. pipeline latency: frames sent at half that capacity for ``--seconds``; end-to-end latency is
    the time from the frame's ts_ms (set at send) to its score record arriving at a consumer; the
    worker's own metrics say where that time went (``profile_ms``: mean ms per step of the path),
@@ -63,6 +66,7 @@ from agad_stream.stream.metrics import STAGES
 from agad_stream.stream.simulator import frame_headers
 from agad_stream.stream.worker import Worker
 from benchmarks.common import write_result
+from benchmarks.interleave import Gate, interleave
 from benchmarks.thread_cpu import MachineCpu, ThreadCpu
 from deploy.onnx_export import export_onnx
 from deploy.services.manager import status
@@ -70,6 +74,12 @@ from deploy.services.settings import load_services_settings
 
 PARTITIONS = 4
 DISTINCT = 50
+PIPELINE_WINDOW_S = 3.0
+RAW_WINDOW_S = 1.0
+SETTLE_S = 0.05
+"""The interleaved stage's windows: the pipeline's, the raw backend's, and the time the worker gets
+to finish what it holds when its backend is gated (counted as pipeline time; at most 1.7 % of it)."""
+WINDOWS = 6
 STALL_S = 120.0
 """A runner that scores nothing, or does not stop, for this long has hung: the benchmark fails
 instead of waiting forever."""
@@ -153,14 +163,19 @@ def send(settings: Settings, values: list[bytes], count: int, rate: float | None
     producer.close()
 
 
-def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: float = 3.0) -> float:
-    """Images/s of ``backend.predict`` on prepared batches, called from as many threads as it has
-    lanes (the most the worker asks of it)."""
+def raw_batch(backend: Backend, values: list[bytes], batch: int) -> np.ndarray:
+    """A prepared batch of ``batch`` frames, as the worker hands it to the backend; warms it up."""
     card = backend.card
     images = [prepare_image(v, "image/jpeg", image_size=card.input.image_size, channels=1) for v in values]
     inputs = to_model_input(stack_images([images[i % len(images)] for i in range(batch)]))
     for _ in range(3):
         backend.predict(inputs)
+    return inputs
+
+
+def raw_frames(backend: Backend, inputs: np.ndarray, seconds: float) -> tuple[int, float]:
+    """Frames and seconds of ``backend.predict`` on ``inputs`` for about ``seconds``, called from as
+    many threads as it has lanes (the most the worker asks of it)."""
     calls = [0] * backend.lanes
     start = time.perf_counter()
 
@@ -177,7 +192,44 @@ def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: f
         caller.start()
     for caller in callers:
         caller.join()
-    return sum(calls) * batch / (time.perf_counter() - start)
+    return sum(calls) * len(inputs), time.perf_counter() - start
+
+
+def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: float = 3.0) -> float:
+    """Images/s of ``backend.predict`` on prepared batches of ``batch`` frames."""
+    frames, elapsed = raw_frames(backend, raw_batch(backend, values, batch), seconds)
+    return frames / elapsed
+
+
+def interleaved_capacity(
+    base: Settings, model: Path, backend: Backend, values: list[bytes], batch: int, fps: float
+) -> dict[str, Any]:
+    """The pipeline against the raw backend in alternating windows (:mod:`benchmarks.interleave`),
+    on enough pre-produced frames for about WINDOWS pipeline windows at ``fps``."""
+    total = int(fps * PIPELINE_WINDOW_S * (WINDOWS + 1) / 0.9)
+    inputs = raw_batch(backend, values, batch)
+    gate = Gate(backend)
+    settings = fresh_settings(base)
+    try:
+        send(settings, values, total, None)
+        pipeline = Pipeline(settings, model, gate)
+        pipeline.start()
+        try:
+            wait_until_scored(pipeline, total // 10, total)
+            windows = interleave(
+                gate,
+                lambda seconds: raw_frames(backend, inputs, seconds),
+                lambda: gate.frames >= total,
+                pipeline_s=PIPELINE_WINDOW_S,
+                raw_s=RAW_WINDOW_S,
+                settle_s=SETTLE_S,
+            )
+            wait_until_scored(pipeline, total, total)
+        finally:
+            pipeline.stop()
+    finally:
+        drop(settings)
+    return {"frames": total, **windows.as_dict()}
 
 
 def joined(thread: threading.Thread) -> None:
@@ -394,6 +446,7 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
             # The machine is shared: the raw figure brackets the pipeline's run, before and after.
             after = result["raw_backend_fps_after"] = raw_throughput(backend, values, args.batch)
             result["raw_backend_fps"] = (result["raw_backend_fps_before"] + after) / 2
+            result[name]["interleaved"] = interleaved_capacity(base, model, backend, values, args.batch, fps)
         settings = fresh_settings(base)
         try:
             lat = latencies(settings, make(settings), values, fps / 2, args.seconds)
@@ -409,6 +462,7 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
     pipeline["p99_vs_bound"] = latency["p99_ms"] / (3 * pipeline["latency_bound_ms"])
     result["pipeline_vs_raw"] = result["pipeline"]["capacity_fps"] / result["raw_backend_fps"]
     result["naive_vs_raw"] = result["naive"]["capacity_fps"] / result["raw_backend_fps"]
+    result["pipeline_vs_raw_interleaved"] = pipeline["interleaved"]["pipeline_vs_raw"]
     print(json.dumps(result))
     return result
 
@@ -456,6 +510,7 @@ def main() -> None:
         "raw_backend_fps": median(["raw_backend_fps"]),
         "pipeline_fps": median(["pipeline", "capacity_fps"]),
         "pipeline_vs_raw": median(["pipeline_vs_raw"]),
+        "pipeline_vs_raw_interleaved": median(["pipeline_vs_raw_interleaved"]),
         "pipeline_p50_ms": median(["pipeline", "latency_at_half_capacity", "p50_ms"]),
         "pipeline_p99_ms": median(["pipeline", "latency_at_half_capacity", "p99_ms"]),
         "naive_fps": median(["naive", "capacity_fps"]),
