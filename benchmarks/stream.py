@@ -78,7 +78,7 @@ PIPELINE_WINDOW_S = 3.0
 RAW_WINDOW_S = 1.0
 SETTLE_S = 0.05
 """The interleaved stage's windows: the pipeline's, the raw backend's, and the time the worker gets
-to finish what it holds when its backend is gated (counted as pipeline time; at most 1.7 % of it)."""
+to finish what it holds when its backend is gated (counted as pipeline time)."""
 WINDOWS = 6
 STALL_S = 120.0
 """A runner that scores nothing, or does not stop, for this long has hung: the benchmark fails
@@ -195,19 +195,19 @@ def raw_frames(backend: Backend, inputs: np.ndarray, seconds: float) -> tuple[in
     return sum(calls) * len(inputs), time.perf_counter() - start
 
 
-def raw_throughput(backend: Backend, values: list[bytes], batch: int, seconds: float = 3.0) -> float:
-    """Images/s of ``backend.predict`` on prepared batches of ``batch`` frames."""
-    frames, elapsed = raw_frames(backend, raw_batch(backend, values, batch), seconds)
+def raw_throughput(backend: Backend, inputs: np.ndarray, seconds: float = 3.0) -> float:
+    """Images/s of ``backend.predict`` on the prepared batch ``inputs``."""
+    frames, elapsed = raw_frames(backend, inputs, seconds)
     return frames / elapsed
 
 
 def interleaved_capacity(
-    base: Settings, model: Path, backend: Backend, values: list[bytes], batch: int, fps: float
+    base: Settings, model: Path, backend: Backend, values: list[bytes], inputs: np.ndarray, fps: float
 ) -> dict[str, Any]:
     """The pipeline against the raw backend in alternating windows (:mod:`benchmarks.interleave`),
     on enough pre-produced frames for about WINDOWS pipeline windows at ``fps``."""
+    # One window to spare, and the first tenth of the frames for start-up, which is not timed.
     total = int(fps * PIPELINE_WINDOW_S * (WINDOWS + 1) / 0.9)
-    inputs = raw_batch(backend, values, batch)
     gate = Gate(backend)
     settings = fresh_settings(base)
     try:
@@ -419,8 +419,9 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
     )
     base = base.model_copy(update={"scorer": scorer})
     services = {s.name: s.pid for s in status(load_services_settings()) if s.pid is not None}
+    inputs = raw_batch(backend, values, args.batch)
     with ThreadCpu() as raw_cpu, MachineCpu(services) as raw_machine:
-        result: dict[str, Any] = {"raw_backend_fps_before": raw_throughput(backend, values, args.batch)}
+        result: dict[str, Any] = {"raw_backend_fps_before": raw_throughput(backend, inputs)}
     result["raw_backend_cpu_cores"] = raw_cpu.cores()
     result["raw_backend_machine_cores"] = raw_machine.cores()
     for name, make in (
@@ -444,9 +445,9 @@ def one_run(base: Settings, model: Path, values: list[bytes], args: argparse.Nam
         if isinstance(runner, Pipeline):
             result[name]["capacity_profile_ms"] = runner.profile_ms()
             # The machine is shared: the raw figure brackets the pipeline's run, before and after.
-            after = result["raw_backend_fps_after"] = raw_throughput(backend, values, args.batch)
+            after = result["raw_backend_fps_after"] = raw_throughput(backend, inputs)
             result["raw_backend_fps"] = (result["raw_backend_fps_before"] + after) / 2
-            result[name]["interleaved"] = interleaved_capacity(base, model, backend, values, args.batch, fps)
+            result[name]["interleaved"] = interleaved_capacity(base, model, backend, values, inputs, fps)
         settings = fresh_settings(base)
         try:
             lat = latencies(settings, make(settings), values, fps / 2, args.seconds)
