@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--normals", type=int, nargs="*", default=[], help="good images each method gets")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the images and seeds the training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=Path("runs/small"), help="where trained models go")
     parser.add_argument("--dev", action="store_true", help="test on dev data, never the test split")
@@ -99,7 +99,7 @@ def main() -> None:
                 "tested_on": "dev" if args.dev else "test",
                 **({"set": overrides} if method in TRAINED and overrides else {}),
                 **({"steps": args.steps} if method in TRAINED and args.steps else {}),
-                **run(method, dataset, masks, args.models / name, overrides, args.steps),
+                **run(method, dataset, masks, args.models / name, overrides, args.steps, args.seed),
             }
             record["wall_seconds"] = round(time.perf_counter() - started, 1)
             path = write_result(DEV_TABLE if args.dev else TABLE, name, record)
@@ -130,9 +130,11 @@ def run(
     out: Path,
     overrides: dict[str, Any],
     steps: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Test AUROC of ``method`` trained on ``dataset`` (a model goes to ``out``; ``steps``: a fixed
-    budget, None: the default's); pixel figures too when there are masks."""
+    budget, None: the default's; ``seed``: the training seed, the one that drew the images);
+    pixel figures too when there are masks."""
     normals = dataset.train.images[dataset.train.labels == 0]
     heatmaps = None
     extra: dict[str, Any] = {}
@@ -141,7 +143,8 @@ def run(
     elif method == "patch_nn":
         scores, heatmaps = patch_nn(normals, dataset.test.images)
     else:
-        trained = train(TrainConfig(preset(method, **overrides), steps=steps), dataset, out, progress=False)
+        config = TrainConfig(preset(method, **overrides), steps=steps, seed=seed)
+        trained = train(config, dataset, out, progress=False)
         scores, heatmaps = scores_and_heatmaps(trained.scorer, dataset.test)
         keys = ("budget", "steps", "best_step", "stopped", "seconds", "images_per_second")
         extra = {
