@@ -329,22 +329,22 @@ def soak_table(every: list[Run]) -> str:
 SMALL_METHODS = {"default": "default", "autoencoder": "autoencoder", "knn": "5-NN", "patch_nn": "patch-NN"}
 
 
-def small_runs(every: list[Run]) -> dict[tuple[str, int, int, str], dict[str, Run]]:
-    """benchmarks/small_data.py runs by (data family, px, normals, data) and method, the last of each;
-    a run of a ``--set`` or ``--steps`` change is not the method as it ships, and is left out."""
-    chosen: dict[tuple[str, int, int, str], dict[str, Run]] = defaultdict(dict)
+def small_runs(every: list[Run]) -> dict[tuple[str, int, int, str, int], dict[str, Run]]:
+    """benchmarks/small_data.py runs by (data family, px, normals, data, seed) and method, the last of
+    each; a run of a ``--set`` or ``--steps`` change is not the method as it ships, and is left out."""
+    chosen: dict[tuple[str, int, int, str, int], dict[str, Run]] = defaultdict(dict)
     shipped = (r for r in every if r["table"] == "small" and "set" not in r and "steps" not in r)
     for run in sorted(shipped, key=lambda r: r["finished_at"]):
         family = run["data"].partition(":")[0]
-        chosen[(family, run["image_size"], run["normals"], run["data"])][run["method"]] = run
+        chosen[(family, run["image_size"], run["normals"], run["data"], seed_of(run))][run["method"]] = run
     return chosen
 
 
 def small_table(every: list[Run]) -> str:
-    """Mean test AUROC per data family and number of good images, over the data sets that every
-    method of the row has run on."""
+    """Mean test AUROC per data family and number of good images, over the data sets and seeds that
+    every method of the row has run on."""
     grouped: dict[tuple[str, int, int], list[dict[str, Run]]] = defaultdict(list)
-    for (family, size, normals, _), by_method in small_runs(every).items():
+    for (family, size, normals, _, _), by_method in small_runs(every).items():
         if family != "folder":
             grouped[(family, size, normals)].append(by_method)
     rows = []
@@ -357,16 +357,18 @@ def small_table(every: list[Run]) -> str:
         lead = means["default"] - means["knn"] if {"default", "knn"} <= set(means) else None
         seconds = [s["default"]["training"]["seconds"] for s in complete if "default" in s]
         steps = [s["default"]["training"]["steps"] for s in complete if "default" in s]
+        data_sets = {run["data"] for s in complete for run in s.values()}
+        seeds = {seed_of(run) for s in complete for run in s.values()}
         rows.append(
             [
-                f"{family} {size} px", str(normals), str(len(complete)),
+                f"{family} {size} px", str(normals), str(len(data_sets)), str(len(seeds)),
                 *[cell(means.get(m), 4) for m in SMALL_METHODS],
                 "—" if lead is None else f"{lead:+.4f}",
                 f"{mean(steps):.0f}" if steps else "—", f"{mean(seconds):.0f}" if seconds else "—",
             ]
         )  # fmt: skip
     header = [
-        "data", "good images", "data sets", *SMALL_METHODS.values(), "default − 5-NN",
+        "data", "good images", "data sets", "seeds", *SMALL_METHODS.values(), "default − 5-NN",
         "default steps", "default train s",
     ]  # fmt: skip
     return table(header, rows)
@@ -405,7 +407,7 @@ def _auroc(run: Run | None) -> float | None:
 def textured_table(every: list[Run]) -> str:
     """Image AUROC, pixel AUROC and AUPRO of each method on folders with masks."""
     rows = []
-    for (family, size, normals, data), by_method in sorted(small_runs(every).items()):
+    for (family, size, normals, data, _), by_method in sorted(small_runs(every).items()):
         if family != "folder":
             continue
         for name, label in SMALL_METHODS.items():
