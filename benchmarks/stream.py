@@ -12,8 +12,8 @@ Needs Kafka and Redis (``agad services up``; the AGAD_* settings say where). For
    thread kept busy meanwhile (``capacity_cpu_cores``; ``raw_backend_cpu_cores`` for step 1), and
    the broker, Redis (when ``agad services`` runs them here) and the whole machine
    (``capacity_machine_cores``; ``raw_backend_machine_cores``);
-   then the same in alternating windows (:mod:`benchmarks.interleave`): the worker scores for 6 s,
-   its backend is gated and the raw backend timed for 2 s, ten times, so that both see the host
+   then the same in alternating windows (:mod:`benchmarks.interleave`): the worker scores for 3 s,
+   its backend is gated and the raw backend timed for 1 s, and again, so that both see the host
    at the same speed (``pipeline_vs_raw_interleaved``, and each window pair's ratio);
 3. pipeline latency: frames sent at half that capacity for ``--seconds``; end-to-end latency is
    the time from the frame's ts_ms (set at send) to its score record arriving at a consumer; the
@@ -74,12 +74,12 @@ from deploy.services.settings import load_services_settings
 
 PARTITIONS = 4
 DISTINCT = 50
-PIPELINE_WINDOW_S = 6.0
-RAW_WINDOW_S = 2.0
+PIPELINE_WINDOW_S = 3.0
+RAW_WINDOW_S = 1.0
 SETTLE_S = 0.05
 """The interleaved stage's windows: the pipeline's, the raw backend's, and the time the worker gets
 to finish what it holds when its backend is gated (counted as pipeline time)."""
-WINDOWS = 10
+WINDOWS = 6
 STALL_S = 120.0
 """A runner that scores nothing, or does not stop, for this long has hung: the benchmark fails
 instead of waiting forever."""
