@@ -27,10 +27,11 @@ def test_a_run_is_todays_default_only_where_it_trained_what_the_default_trains_a
     assert method(_run(32, None)) != "default"  # a run that does not say its size
 
 
-def _small(method: str, seed: int, auroc: float, finished: str = "2026-12-07T00:00:00") -> dict[str, Any]:
-    run = {"table": "small", "data": "elpv", "image_size": 64, "normals": 301, "method": method}
+def _small(name: str, seed: int, auroc: float, finished: str = "2026-12-07T00:00:00") -> dict[str, Any]:
+    """A small-data run file of method ``name`` on elpv with 301 good cells."""
+    run = {"table": "small", "data": "elpv", "image_size": 64, "normals": 301, "method": name}
     run.update(seed=seed, auroc=auroc, finished_at=finished)
-    if method == "default":
+    if name == "default":
         run["training"] = {"seconds": 100.0, "steps": 1000}
     return run
 
